@@ -23,6 +23,7 @@ REWARDS = "referral.rewards"
 CLAWBACKS = "referral.clawbacks"
 ATTRIBUTIONS = "referral.attributions"
 LIFECYCLE = "referral.lifecycle"
+REWARD_STATUS = "referral.status"
 PAYOUTS = "referral.payouts"
 PROGRAMS = "referral.programs"
 
@@ -45,6 +46,7 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(kafka.topic(CLAWBACKS), n),
         TopicSpec(kafka.topic(ATTRIBUTIONS), n),
         TopicSpec(kafka.topic(LIFECYCLE), n),
+        TopicSpec(kafka.topic(REWARD_STATUS), n),
         TopicSpec(kafka.topic(PAYOUTS), n),
         # Programs are a small, keyed, latest-wins configuration stream.
         TopicSpec(kafka.topic(PROGRAMS), 1, compacted=True),
