@@ -33,6 +33,32 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["start", "stop", "status"])
     add("topics", "create refstream's Kafka topics (idempotent)", "refstream.commands:topics")
     add("ingress", "serve the Stripe webhook endpoint", "ingress.server:main")
+    add("worker", "run a stream worker (attribution, rewards, corrections)", "streams.app:main")
+    programs = add("programs", "apply or show reward programs", "streams.programs_cli:main")
+    programs.add_argument("action", choices=["apply", "show", "check"])
+    programs.add_argument("file", nargs="?", help="program file (TOML) for apply and check")
+    sink = add(
+        "sink",
+        "consume the topics into ClickHouse and serve the read-only report API",
+        "sinks.service:main",
+    )
+    sink.add_argument("--no-query-api", action="store_true", help="do not serve the report API")
+    report = add(
+        "report",
+        "print an analytics report (`refstream report list` names them)",
+        "sinks.report_cli:main",
+    )
+    report.add_argument("name", metavar="NAME", help="report name, or `list`")
+    report.add_argument("--format", choices=["table", "json"], default="table")
+    report.add_argument("--limit", help="rows to return (default 20)")
+    report.add_argument("--mode", help="live, test or all (default all)")
+    report.add_argument("--currency", help="ISO currency, e.g. usd (default all)")
+    report.add_argument("--referral-code", help="one referrer's code (default all)")
+    report.add_argument("--since", help="first day included, YYYY-MM-DD")
+    report.add_argument("--until", help="last day included, YYYY-MM-DD")
+    report.add_argument(
+        "--attribution", help="customers report: referred, organic, unattributed or all"
+    )
     add("run", "start the local broker and the pipeline on this machine", "refstream.commands:run")
     return parser
 

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ENV_PREFIX = "REFSTREAM_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -79,9 +80,82 @@ class IngressSettings:
 
 
 @dataclass(frozen=True)
+class SinkSettings:
+    # REFSTREAM_CLICKHOUSE_DSN: where the sinks write and the reports read.
+    # `chdb:///absolute/folder` is the embedded engine (one process per folder);
+    # `http(s)://user:password@host:port/database` a ClickHouse server. A Secret because a
+    # server DSN may carry a password. Default: chdb://REPO_ROOT/.local/clickhouse.
+    clickhouse_dsn: Secret = Secret(f"chdb://{REPO_ROOT / '.local' / 'clickhouse'}")
+    # REFSTREAM_SINK_BATCH_MAX_ROWS: a topic-partition's batch is written once it holds this
+    # many records (ClickHouse prefers few large inserts).
+    batch_max_rows: int = 20_000
+    # REFSTREAM_SINK_BATCH_MAX_WAIT_MS: ...or once its oldest record waited this long.
+    batch_max_wait_ms: int = 1_000
+    # REFSTREAM_SINK_GROUP_ID: Kafka consumer group of the sinks (offsets committed there).
+    group_id: str = "refstream-sinks"
+    # REFSTREAM_SINK_RETRY_INITIAL_MS / REFSTREAM_SINK_RETRY_MAX_MS: backoff between
+    # attempts while ClickHouse refuses writes (doubles from initial up to max).
+    retry_initial_ms: int = 200
+    retry_max_ms: int = 30_000
+    # REFSTREAM_QUERY_API_HOST / REFSTREAM_QUERY_API_PORT: the read-only report API the sink
+    # process serves (in embedded mode the only way to read while the sink owns the folder).
+    query_api_host: str = "127.0.0.1"
+    query_api_port: int = 8124
+
+    @property
+    def embedded(self) -> bool:
+        return self.clickhouse_dsn.value.startswith("chdb:")
+
+    @property
+    def clickhouse_target(self) -> str:
+        """The DSN without credentials, for logs and messages."""
+        if self.embedded:
+            return self.clickhouse_dsn.value  # a folder path: no credentials to hide
+        parsed = urlsplit(self.clickhouse_dsn.value)
+        host = parsed.netloc.rpartition("@")[2]
+        return urlunsplit((parsed.scheme, host, parsed.path, "", ""))
+
+
+@dataclass(frozen=True)
+class StreamsSettings:
+    # REFSTREAM_WORKER_APP_ID: the Faust app id: consumer group of the workers and prefix of
+    # their table changelog topics. Change it only to start a ledger from scratch.
+    app_id: str = "refstream-worker"
+    # REFSTREAM_WORKER_DATA_DIR: local RocksDB copies of the tables (rebuilt from the
+    # changelog topics when lost). One folder per worker process.
+    data_dir: Path = REPO_ROOT / ".local" / "worker"
+    # REFSTREAM_REFERRAL_CODE_KEY / REFSTREAM_NEW_USER_ID_KEY / REFSTREAM_ORGANIZATION_ID_KEY:
+    # the Stripe metadata keys that carry the referral.
+    referral_code_key: str = "cello_ucc"
+    new_user_id_key: str = "new_user_id"
+    organization_id_key: str = "new_user_organization_id"
+    # REFSTREAM_ATTRIBUTION_WINDOW_S: how long revenue without an attribution waits for one
+    # (Stripe does not order events) before it is recorded as organic.
+    attribution_window_s: int = 3 * 86_400
+    # REFSTREAM_ONE_TIME_WINDOW_S: how long a charge that no invoice claimed waits before it
+    # counts as a one-time payment (Stripe sends a charge and its invoice within seconds).
+    one_time_window_s: int = 86_400
+    # REFSTREAM_TENURE_WINDOW_S: how long invoices wait for the customer's first paid
+    # invoice (the tenure anchor) before the earliest one seen becomes the anchor.
+    tenure_window_s: int = 3 * 86_400
+    # REFSTREAM_TICK_INTERVAL_S: how often workers check attribution windows and holds.
+    tick_interval_s: int = 10
+    # REFSTREAM_WORKER_SESSION_TIMEOUT_S: how soon the group notices a dead worker and hands
+    # its partitions to the others.
+    session_timeout_s: int = 10
+    # REFSTREAM_STRIPE_API_KEY: optional; with it, the worker looks a customer up in Stripe to
+    # settle parked revenue at once instead of waiting for the attribution event.
+    stripe_api_key: Secret | None = None
+    # REFSTREAM_STRIPE_API_BASE: Stripe API base URL (stripe-mock in tests).
+    stripe_api_base: str = "https://api.stripe.com"
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings = KafkaSettings()
     ingress: IngressSettings = IngressSettings()
+    streams: StreamsSettings = StreamsSettings()
+    sink: SinkSettings = SinkSettings()
     # REFSTREAM_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
 
@@ -121,6 +195,23 @@ def _secrets(env: Mapping[str, str], name: str) -> tuple[Secret, ...]:
     return secrets
 
 
+def _dsn(env: Mapping[str, str], name: str, default: Secret) -> Secret:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    parsed = urlsplit(raw)
+    # Messages name the variable and the rule, never the value (it may hold a password).
+    if parsed.scheme in ("http", "https"):
+        if not parsed.hostname:
+            raise SettingsError(f"{ENV_PREFIX}{name}: an http(s) DSN needs a host")
+    elif parsed.scheme == "chdb":
+        if parsed.netloc or not parsed.path.startswith("/"):
+            raise SettingsError(f"{ENV_PREFIX}{name}: use chdb:///absolute/folder")
+    else:
+        raise SettingsError(f"{ENV_PREFIX}{name} must start with chdb://, http:// or https://")
+    return Secret(raw)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -143,7 +234,38 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         publish_timeout_ms=_int(env, "PUBLISH_TIMEOUT_MS", i.publish_timeout_ms, minimum=1),
         producer_linger_ms=_int(env, "PRODUCER_LINGER_MS", i.producer_linger_ms),
     )
+    sk = SinkSettings()
+    sink = SinkSettings(
+        clickhouse_dsn=_dsn(env, "CLICKHOUSE_DSN", sk.clickhouse_dsn),
+        batch_max_rows=_int(env, "SINK_BATCH_MAX_ROWS", sk.batch_max_rows, minimum=1),
+        batch_max_wait_ms=_int(env, "SINK_BATCH_MAX_WAIT_MS", sk.batch_max_wait_ms, minimum=1),
+        group_id=_str(env, "SINK_GROUP_ID", sk.group_id),
+        retry_initial_ms=_int(env, "SINK_RETRY_INITIAL_MS", sk.retry_initial_ms, minimum=1),
+        retry_max_ms=_int(env, "SINK_RETRY_MAX_MS", sk.retry_max_ms, minimum=1),
+        query_api_host=_str(env, "QUERY_API_HOST", sk.query_api_host),
+        query_api_port=_int(env, "QUERY_API_PORT", sk.query_api_port, minimum=1),
+    )
+    if sink.retry_max_ms < sink.retry_initial_ms:
+        raise SettingsError(
+            f"{ENV_PREFIX}SINK_RETRY_MAX_MS must be >= {ENV_PREFIX}SINK_RETRY_INITIAL_MS"
+        )
+    st = StreamsSettings()
+    api_key = _get(env, "STRIPE_API_KEY")
+    streams = StreamsSettings(
+        app_id=_str(env, "WORKER_APP_ID", st.app_id),
+        data_dir=Path(_str(env, "WORKER_DATA_DIR", str(st.data_dir))),
+        referral_code_key=_str(env, "REFERRAL_CODE_KEY", st.referral_code_key),
+        new_user_id_key=_str(env, "NEW_USER_ID_KEY", st.new_user_id_key),
+        organization_id_key=_str(env, "ORGANIZATION_ID_KEY", st.organization_id_key),
+        attribution_window_s=_int(env, "ATTRIBUTION_WINDOW_S", st.attribution_window_s, 1),
+        one_time_window_s=_int(env, "ONE_TIME_WINDOW_S", st.one_time_window_s, minimum=1),
+        tenure_window_s=_int(env, "TENURE_WINDOW_S", st.tenure_window_s, minimum=1),
+        tick_interval_s=_int(env, "TICK_INTERVAL_S", st.tick_interval_s, minimum=1),
+        session_timeout_s=_int(env, "WORKER_SESSION_TIMEOUT_S", st.session_timeout_s, 6),
+        stripe_api_key=Secret(api_key) if api_key else None,
+        stripe_api_base=_str(env, "STRIPE_API_BASE", st.stripe_api_base),
+    )
     log_level = _str(env, "LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise SettingsError(f"{ENV_PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
-    return Settings(kafka=kafka, ingress=ingress, log_level=log_level)
+    return Settings(kafka=kafka, ingress=ingress, streams=streams, sink=sink, log_level=log_level)

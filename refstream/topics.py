@@ -26,6 +26,22 @@ LIFECYCLE = "referral.lifecycle"
 REWARD_STATUS = "referral.status"
 PAYOUTS = "referral.payouts"
 PROGRAMS = "referral.programs"
+# Internal: time signals for the workers' windows and holds (see streams/app.py).
+TICKS = "refstream.ticks"
+
+# The Avro schema (schemas/<name>.avsc) of each topic's record values.
+TOPIC_SCHEMAS = {
+    STRIPE_EVENTS: "stripe_event",
+    STRIPE_EVENTS_DLQ: "dead_letter",
+    REWARDS: "reward",
+    CLAWBACKS: "clawback",
+    ATTRIBUTIONS: "attribution",
+    LIFECYCLE: "lifecycle",
+    REWARD_STATUS: "reward_status",
+    PAYOUTS: "payout",
+}
+# What the worker emits.
+OUTPUT_TOPICS = (REWARDS, ATTRIBUTIONS, CLAWBACKS, REWARD_STATUS, LIFECYCLE)
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,8 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(kafka.topic(PAYOUTS), n),
         # Programs are a small, keyed, latest-wins configuration stream.
         TopicSpec(kafka.topic(PROGRAMS), 1, compacted=True),
+        # Co-partitioned with stripe.events: a tick reaches the worker owning the partition.
+        TopicSpec(kafka.topic(TICKS), n),
     ]
 
 

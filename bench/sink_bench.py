@@ -1,0 +1,169 @@
+"""Sink throughput: rows/s from Kafka into embedded ClickHouse through the sink, against a
+plain clickhouse-connect insert of the same rows in the same run (the ceiling).
+
+    .venv/bin/python bench/sink_bench.py [--rows 100000] [--partitions 4]
+
+Needs the local broker (`refstream kafka start`). Uses a fresh topic prefix, consumer group
+and a temporary engine folder; leaves nothing behind but the topics. Prints both rates,
+their ratio, and the decode-only rate (Avro + row mapping, no I/O) that bounds the sink's
+Python side. Not a test: the machines are shared, so only the ratio means much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+# Run as a script from anywhere: the repository's packages come first.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiokafka import AIOKafkaProducer
+
+from refstream.avro_codec import AvroCodec
+from refstream.settings import Secret, load_settings
+from refstream.topics import REWARDS, TopicSpec, ensure_topics
+from sinks.clickhouse import connect
+from sinks.consumer import SinkConsumer, group_lag
+from sinks.migrations import apply_migrations
+from sinks.rewards import SPEC
+
+
+def make_reward(i: int) -> dict[str, object]:
+    paid_at = 1_772_323_200 + i * 7
+    return {
+        "reward_id": f"rw_{i:09d}",
+        "line": "invoice",
+        "referral_code": f"code_{i % 5000}",
+        "customer_key": f"cus_{i % 40000}",
+        "customer_id": f"cus_{i % 40000}",
+        "new_user_id": None,
+        "new_user_organization_id": None,
+        "invoice_id": f"in_{i:09d}",
+        "charge_id": None,
+        "payment_intent_id": None,
+        "subscription_id": f"sub_{i % 40000}",
+        "payment_amount_minor": 1000 + i % 9000,
+        "base_amount_minor": 1000 + i % 9000,
+        "reward_amount_minor": (1000 + i % 9000) // 5,
+        "currency": "usd" if i % 3 else "eur",
+        "rate": "0.20",
+        "basis": "net",
+        "tenure_month": 1 + i % 12,
+        "program_id": "default",
+        "program_version": 1,
+        "livemode": bool(i % 2),
+        "status": "pending",
+        "hold_until": paid_at + 30 * 86_400,
+        "paid_at": paid_at,
+        "source_event_id": f"evt_{i:09d}",
+        "decided_at": paid_at,
+    }
+
+
+async def produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024
+    )
+    await producer.start()
+    try:
+        for start in range(0, len(values), 5000):
+            futures = [
+                await producer.send(topic, value=value, key=key)
+                for key, value in values[start : start + 5000]
+            ]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def run_sink(settings: object, client: object, topic: str) -> float:
+    """Seconds from the consumer's start until every record is committed."""
+    stop = asyncio.Event()
+    consumer = SinkConsumer(settings.kafka, settings.sink, client, specs=[SPEC])  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        while await group_lag(settings.kafka, settings.sink.group_id, [topic]) > 0:  # type: ignore[attr-defined]
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.05)
+        return time.perf_counter() - started
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 120)
+
+
+def ceiling(client: object, rows: list[tuple[object, ...]], batch_rows: int) -> float:
+    """Seconds for plain inserts of the same rows in the same batch size."""
+    client.command("DROP TABLE IF EXISTS rewards_ceiling")  # type: ignore[attr-defined]
+    client.command("CREATE TABLE rewards_ceiling AS rewards")  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    for start in range(0, len(rows), batch_rows):
+        client.insert(
+            "rewards_ceiling",
+            rows[start : start + batch_rows],  # type: ignore[attr-defined]
+            column_names=list(SPEC.columns),
+        )
+    return time.perf_counter() - started
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+
+    base = load_settings()
+    kafka = replace(base.kafka, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.")
+    topic = kafka.topic(REWARDS)
+    await ensure_topics(kafka, [TopicSpec(topic, args.partitions)])
+
+    codec = AvroCodec.for_schema("reward")
+    records = [make_reward(i) for i in range(args.rows)]
+    values = [(str(r["referral_code"]).encode(), codec.encode(r)) for r in records]
+    await produce(kafka.bootstrap, topic, values)
+
+    started = time.perf_counter()
+    rows = [SPEC.to_row(codec.decode(value)) for _key, value in values]
+    decode_s = time.perf_counter() - started
+
+    with tempfile.TemporaryDirectory() as folder:
+        sink = replace(
+            base.sink,
+            clickhouse_dsn=Secret(f"chdb://{folder}/ch"),
+            group_id=f"bench-{uuid.uuid4().hex[:8]}",
+        )
+        settings = replace(base, kafka=kafka, sink=sink)
+        client = connect(sink)
+        try:
+            apply_migrations(client)
+            sink_s = await run_sink(settings, client, topic)
+            stored = client.query("SELECT count() FROM rewards FINAL").result_rows[0][0]
+            if stored != args.rows:
+                raise SystemExit(f"sink stored {stored} rows, expected {args.rows}")
+            ceiling_s = ceiling(client, rows, sink.batch_max_rows)
+        finally:
+            client.close()
+
+    sink_rate, ceiling_rate = args.rows / sink_s, args.rows / ceiling_s
+    print(
+        f"rows: {args.rows}, partitions: {args.partitions}, batch_max_rows: "
+        f"{sink.batch_max_rows}, batch_max_wait_ms: {sink.batch_max_wait_ms}"
+    )
+    print(f"sink (Kafka -> decode -> chDB, commits): {sink_rate:12,.0f} rows/s ({sink_s:.2f} s)")
+    print(
+        f"ceiling (plain clickhouse-connect insert): {ceiling_rate:10,.0f} rows/s "
+        f"({ceiling_s:.2f} s)"
+    )
+    print(f"decode only (Avro + row mapping, no I/O): {args.rows / decode_s:11,.0f} rows/s")
+    print(f"ratio sink / ceiling: {sink_rate / ceiling_rate:.3f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

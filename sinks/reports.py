@@ -1,0 +1,304 @@
+"""Named reports: the analytics questions, as parameterized SQL over the views.
+
+A report is chosen by name and takes only the parameters it declares, each parsed and
+checked here (`ReportError` on anything else) and bound by ClickHouse as a typed query
+parameter (`{name:Type}`): no input is ever formatted into SQL text. The same definitions
+serve the CLI (`refstream report`) and the query API (sinks/query_api.py).
+
+The SQL texts are assembled from this module's constant fragments only (hence the S608
+exemption below); user input reaches ClickHouse exclusively as bound parameters.
+"""
+
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+# Every report query runs with these limits on top of the client's readonly setting.
+QUERY_SETTINGS = {"max_execution_time": 60, "max_result_rows": 100_000}
+
+
+class ReportError(ValueError):
+    """An unknown report or a parameter that does not validate; the message says which."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    help: str
+    default: Any
+    parse: Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class Report:
+    name: str
+    description: str
+    sql: str
+    params: tuple[Param, ...]
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    name: str
+    params: dict[str, Any]
+    columns: list[str]
+    rows: list[list[Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"report": self.name, "params": self.params, "columns": self.columns,
+                "rows": self.rows}  # fmt: skip
+
+
+def _limit(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise ValueError("must be an integer from 1 to 10000")
+    return int(raw)
+
+
+def _mode(raw: str) -> str:
+    if raw not in ("live", "test", "all"):
+        raise ValueError("must be live, test or all")
+    return raw
+
+
+def _currency(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]{3}", raw):
+        raise ValueError("must be a 3-letter ISO 4217 code")
+    return raw.lower()
+
+
+def _code(raw: str) -> str:
+    if not 1 <= len(raw) <= 200 or not raw.isprintable():
+        raise ValueError("must be 1 to 200 printable characters")
+    return raw
+
+
+def _date(raw: str) -> str:
+    try:
+        return dt.date.fromisoformat(raw).isoformat()
+    except ValueError:
+        raise ValueError("must be a date YYYY-MM-DD") from None
+
+
+def _attribution(raw: str) -> str:
+    if raw not in ("referred", "organic", "unattributed", "all"):
+        raise ValueError("must be referred, organic, unattributed or all")
+    return raw
+
+
+LIMIT = Param("limit", "rows to return (1-10000)", 20, _limit)
+MODE = Param("mode", "live, test or all", "all", _mode)
+CURRENCY = Param("currency", "ISO currency, e.g. usd (default: all)", "", _currency)
+CODE = Param("referral_code", "one referrer's code (default: all)", "", _code)
+SINCE = Param("since", "first day included, YYYY-MM-DD", "1970-01-01", _date)
+UNTIL = Param("until", "last day included, YYYY-MM-DD", "2105-12-31", _date)
+ATTRIBUTION = Param("attribution", "referred, organic, unattributed or all", "all", _attribution)
+
+# Filters shared by the reports; every one is a no-op at its default.
+_MODE = "({mode:String} = 'all' OR livemode = ({mode:String} = 'live'))"
+_CURRENCY = "({currency:String} = '' OR currency = {currency:String})"
+_CODE = "({referral_code:String} = '' OR referral_code = {referral_code:String})"
+_DAYS = "day BETWEEN toDate({since:String}) AND toDate({until:String})"
+_MODE_NAME = "if(livemode, 'live', 'test') AS mode"
+
+_REPORTS = (
+    Report(
+        "top_referrers_revenue",
+        "referrers ranked by referred revenue (revenue of the customers they referred)",
+        f"""SELECT referral_code, currency, {_MODE_NAME},
+                sum(referred_revenue_minor) AS referred_revenue_minor
+            FROM referrer_daily
+            WHERE {_MODE} AND {_CURRENCY} AND {_DAYS}
+            GROUP BY referral_code, currency, livemode
+            HAVING referred_revenue_minor != 0
+            ORDER BY referred_revenue_minor DESC, referral_code, currency, mode
+            LIMIT {{limit:UInt32}}""",
+        (LIMIT, MODE, CURRENCY, SINCE, UNTIL),
+    ),
+    Report(
+        "top_referrers_net_reward",
+        "referrers ranked by net reward (rewards minus clawbacks plus reinstatements)",
+        f"""SELECT referral_code, currency, {_MODE_NAME}, sum(rewards_minor) AS rewards_minor,
+                sum(clawbacks_minor) AS clawbacks_minor, sum(net_minor) AS net_minor
+            FROM referrer_daily
+            WHERE {_MODE} AND {_CURRENCY} AND {_DAYS}
+            GROUP BY referral_code, currency, livemode
+            HAVING rewards_minor != 0 OR clawbacks_minor != 0
+            ORDER BY net_minor DESC, referral_code, currency, mode
+            LIMIT {{limit:UInt32}}""",
+        (LIMIT, MODE, CURRENCY, SINCE, UNTIL),
+    ),
+    Report(
+        "revenue_split",
+        "referred vs organic vs unattributed (awaiting attribution) revenue per currency",
+        """SELECT r.currency AS currency, if(r.livemode, 'live', 'test') AS mode,
+                sumIf(r.amount_minor, a.referral_code != '') AS referred_minor,
+                sumIf(r.amount_minor, a.referral_code = '' AND o.customer_key != '')
+                    AS organic_minor,
+                sumIf(r.amount_minor, a.referral_code = '' AND o.customer_key = '')
+                    AS unattributed_minor,
+                sum(r.amount_minor) AS total_minor
+            FROM revenue_entries AS r
+            LEFT JOIN customer_referrers AS a
+                ON r.customer_key = a.customer_key AND r.livemode = a.livemode
+            LEFT JOIN (SELECT DISTINCT customer_key, livemode FROM attributions FINAL
+                       WHERE kind = 'organic') AS o
+                ON r.customer_key = o.customer_key AND r.livemode = o.livemode
+            WHERE ({mode:String} = 'all' OR r.livemode = ({mode:String} = 'live'))
+                AND ({currency:String} = '' OR r.currency = {currency:String})
+                AND r.day BETWEEN toDate({since:String}) AND toDate({until:String})
+            GROUP BY currency, mode
+            ORDER BY currency, mode
+            LIMIT {limit:UInt32}""",
+        (LIMIT, MODE, CURRENCY, SINCE, UNTIL),
+    ),
+    Report(
+        "referrer_rewards",
+        "rewards, clawbacks and net per referrer and currency",
+        f"""SELECT referral_code, currency, {_MODE_NAME}, sum(rewards_minor) AS rewards_minor,
+                sum(clawbacks_minor) AS clawbacks_minor, sum(net_minor) AS net_minor
+            FROM referrer_daily
+            WHERE {_MODE} AND {_CURRENCY} AND {_CODE} AND {_DAYS}
+            GROUP BY referral_code, currency, livemode
+            HAVING rewards_minor != 0 OR clawbacks_minor != 0
+            ORDER BY referral_code, currency, mode
+            LIMIT {{limit:UInt32}}""",
+        (LIMIT, MODE, CURRENCY, CODE, SINCE, UNTIL),
+    ),
+    Report(
+        "balances",
+        "balance per referrer and currency: pending, payable, paid, clawed back, net",
+        f"""SELECT referral_code, currency, {_MODE_NAME}, rewards_minor, pending_minor,
+                payable_minor, paid_minor, clawed_back_minor, earned_minor, net_minor
+            FROM referrer_balances
+            WHERE {_MODE} AND {_CURRENCY} AND {_CODE}
+            ORDER BY referral_code, currency, mode
+            LIMIT {{limit:UInt32}}""",
+        (LIMIT, MODE, CURRENCY, CODE),
+    ),
+    Report(
+        "attribution_sources",
+        "attributed customers by the Stripe object that carried the code",
+        f"""SELECT toString(kind) AS kind, toString(source) AS source, {_MODE_NAME},
+                uniqExact(customer_key) AS customers
+            FROM attributions FINAL
+            WHERE {_MODE}
+            GROUP BY kind, source, livemode
+            ORDER BY kind, customers DESC, source, mode
+            LIMIT {{limit:UInt32}}""",
+        (LIMIT, MODE),
+    ),
+    Report(
+        "awaiting_attribution",
+        "customers with revenue but no attribution record yet (neither referred nor organic)",
+        f"""SELECT customer_key, currency, {_MODE_NAME},
+                toString(first_paid_date) AS first_paid_date, revenue_minor
+            FROM customer_revenue
+            WHERE attribution = 'unattributed' AND {_MODE} AND {_CURRENCY}
+            ORDER BY revenue_minor DESC, customer_key, currency
+            LIMIT {{limit:UInt32}}""",
+        (LIMIT, MODE, CURRENCY),
+    ),
+    Report(
+        "customers",
+        "per customer: attribution, first paid date, lifetime and referred revenue",
+        f"""SELECT customer_key, currency, {_MODE_NAME}, attribution, referral_code,
+                toString(first_paid_date) AS first_paid_date, revenue_minor,
+                referred_revenue_minor
+            FROM customer_revenue
+            WHERE {_MODE} AND {_CURRENCY} AND {_CODE}
+                AND ({{attribution:String}} = 'all' OR attribution = {{attribution:String}})
+            ORDER BY revenue_minor DESC, customer_key, currency
+            LIMIT {{limit:UInt32}}""",
+        (LIMIT, MODE, CURRENCY, CODE, ATTRIBUTION),
+    ),
+    Report(
+        "referrer_daily",
+        "per referrer, day, currency: referred revenue, rewards, clawbacks, net",
+        f"""SELECT referral_code, toString(day) AS day, currency, {_MODE_NAME},
+                referred_revenue_minor, rewards_minor, clawbacks_minor, net_minor
+            FROM (SELECT * FROM referrer_daily
+                  WHERE {_MODE} AND {_CURRENCY} AND {_CODE} AND {_DAYS})
+            ORDER BY day, referral_code, currency, mode
+            LIMIT {{limit:UInt32}}""",
+        (LIMIT, MODE, CURRENCY, CODE, SINCE, UNTIL),
+    ),
+)
+REPORTS: dict[str, Report] = {report.name: report for report in _REPORTS}
+
+
+def get_report(name: str) -> Report:
+    report = REPORTS.get(name)
+    if report is None:
+        raise ReportError(f"unknown report {name!r}; reports: {', '.join(REPORTS)}")
+    return report
+
+
+def validate_params(report: Report, raw: Mapping[str, str]) -> dict[str, Any]:
+    """The report's parameters with defaults filled in; ReportError names any bad one."""
+    known = {param.name: param for param in report.params}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ReportError(
+            f"report {report.name} takes no parameter {', '.join(unknown)}; "
+            f"it takes: {', '.join(known) or 'none'}"
+        )
+    values: dict[str, Any] = {}
+    for name, param in known.items():
+        if name not in raw:
+            values[name] = param.default
+            continue
+        if not isinstance(raw[name], str):
+            raise ReportError(f"parameter {name} must be given once, as text")
+        try:
+            values[name] = param.parse(raw[name])
+        except ValueError as exc:
+            raise ReportError(f"parameter {name} {exc}") from None
+    if values.get("since", "") > values.get("until", "~"):
+        raise ReportError("parameter since must not be after until")
+    return values
+
+
+def run_report(client: Client, name: str, raw: Mapping[str, str]) -> ReportResult:
+    report = get_report(name)
+    params = validate_params(report, raw)
+    result = client.query(report.sql, parameters=params, settings=QUERY_SETTINGS)
+    rows = [[_plain(value) for value in row] for row in result.result_rows]
+    return ReportResult(report.name, params, list(result.column_names), rows)
+
+
+def _plain(value: Any) -> Any:
+    # Dates are rendered in SQL; anything else not JSON-native becomes its text.
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
+def format_table(result: ReportResult) -> str:
+    """A fixed-width text table; numbers right-aligned."""
+    cells = [result.columns] + [["" if v is None else str(v) for v in row] for row in result.rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(result.columns))]
+    numeric = [
+        all(isinstance(row[i], int) and not isinstance(row[i], bool) for row in result.rows)
+        and bool(result.rows)
+        for i in range(len(result.columns))
+    ]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if is_number else cell.ljust(width)
+            for cell, width, is_number in zip(row, widths, numeric, strict=True)
+        ).rstrip()
+
+    out = [line(cells[0]), "  ".join("-" * width for width in widths)]
+    out += [line(row) for row in cells[1:]]
+    out.append(f"({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})")
+    return "\n".join(out)

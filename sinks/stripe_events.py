@@ -1,0 +1,143 @@
+"""stripe.events (stripe_event.avsc) -> table `stripe_events`: the raw body plus columns.
+
+The body is whatever Stripe sent (and the ingress verified), in either API-version family
+(STRIPE.md), so extraction is defensive: a missing or oddly typed field becomes '' or 0, an
+unparsable body is kept with `body_error` set. Nothing here raises on a body.
+
+Money columns (`money_kind`, `money_key`, `money_minor`) name the one money fact an event
+carries, if any; the `revenue_entries` view turns them into signed revenue:
+- invoice: invoice.paid / invoice.payment_succeeded, key the invoice (both events of one
+  invoice are one fact), amount_paid;
+- charge: charge.succeeded / charge.captured of a charge that belongs to no invoice (before
+  basil `charge.invoice` says so; from basil the view drops charges an invoice lists among
+  its `payments`, see `payment_refs`), amount captured;
+- refund: charge.refunded, key the charge, the running `amount_refunded` total;
+- dispute_lost: charge.dispute.closed with status lost, the disputed amount.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from refstream.topics import STRIPE_EVENTS
+from sinks.rows import Row, TableSpec, millis, seconds, text
+
+COLUMNS = (
+    "event_id", "type", "created", "api_version", "livemode", "account", "object_type",
+    "object_id", "partition_key", "key_source", "received_at", "customer_id", "customer_key",
+    "currency", "amount_minor", "amount_refunded_minor", "invoice_id", "charge_id",
+    "payment_intent_id", "subscription_id", "status", "payment_refs", "money_kind",
+    "money_key", "money_minor", "body", "body_error",
+)  # fmt: skip
+
+_INT64 = 2**63
+# Which field holds "the amount" of each object type.
+_AMOUNT_FIELD = {
+    "invoice": "amount_paid",
+    "charge": "amount",
+    "refund": "amount",
+    "dispute": "amount",
+    "payment_intent": "amount",
+    "checkout.session": "amount_total",
+    "credit_note": "total",
+    "invoice_payment": "amount_paid",
+}
+
+
+def parse_body(body: bytes) -> tuple[dict[str, Any], str]:
+    """(event dict, '') or ({}, what is wrong)."""
+    try:
+        event = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {}, f"body is not JSON: {exc}"[:500]
+    if not isinstance(event, dict):
+        return {}, "body is not a JSON object"
+    return event, ""
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _ref(value: Any) -> str:
+    """A Stripe reference: an id string, or an expanded object carrying its id."""
+    if isinstance(value, dict):
+        return text(value.get("id"))
+    return text(value)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64:
+        return value
+    return 0
+
+
+def _own_or_ref(obj: dict[str, Any], object_type: str, wanted: str, field: str) -> str:
+    return text(obj.get("id")) if object_type == wanted else _ref(obj.get(field))
+
+
+def payment_refs(obj: dict[str, Any], object_type: str) -> list[str]:
+    """Charges and payment intents that an invoice (or invoice payment) says it was paid by."""
+    refs: list[str] = []
+    if object_type == "invoice":
+        refs += [_ref(obj.get("charge")), _ref(obj.get("payment_intent"))]  # before basil
+        payments = _dict(obj.get("payments")).get("data")
+        for item in payments if isinstance(payments, list) else []:
+            payment = _dict(_dict(item).get("payment"))
+            refs += [_ref(payment.get("charge")), _ref(payment.get("payment_intent"))]
+    elif object_type == "invoice_payment":
+        payment = _dict(obj.get("payment"))
+        refs += [_ref(payment.get("charge")), _ref(payment.get("payment_intent"))]
+    return sorted({ref for ref in refs if ref})
+
+
+def money_fact(event_type: str, obj: dict[str, Any], object_type: str) -> tuple[str, str, int]:
+    """(money_kind, money_key, money_minor) of the event, or ('', '', 0)."""
+    object_id = text(obj.get("id"))
+    if not object_id:
+        return "", "", 0
+    if event_type in ("invoice.paid", "invoice.payment_succeeded") and object_type == "invoice":
+        return "invoice", f"invoice:{object_id}", _int(obj.get("amount_paid"))
+    if event_type in ("charge.succeeded", "charge.captured") and object_type == "charge":
+        if _ref(obj.get("invoice")) or obj.get("captured") is False:
+            return "", "", 0
+        captured = _int(obj.get("amount_captured"))
+        return "charge", f"charge:{object_id}", captured or _int(obj.get("amount"))
+    if event_type == "charge.refunded" and object_type == "charge":
+        return "refund", f"refund:{object_id}", _int(obj.get("amount_refunded"))
+    if event_type == "charge.dispute.closed" and obj.get("status") == "lost":
+        return "dispute_lost", f"dispute:{object_id}", _int(obj.get("amount"))
+    return "", "", 0
+
+
+def _subscription(obj: dict[str, Any], object_type: str) -> str:
+    if object_type == "subscription":
+        return text(obj.get("id"))
+    parent = _dict(_dict(obj.get("parent")).get("subscription_details"))
+    return _ref(obj.get("subscription")) or _ref(parent.get("subscription"))  # old or basil
+
+
+def to_row(r: Mapping[str, Any]) -> Row:
+    body: bytes = r["body"]
+    event, body_error = parse_body(body)
+    obj = _dict(_dict(event.get("data")).get("object"))
+    object_type = r["object_type"]
+    customer_id = _own_or_ref(obj, object_type, "customer", "customer")
+    payment_intent_id = _own_or_ref(obj, object_type, "payment_intent", "payment_intent")
+    money_kind, money_key, money_minor = money_fact(r["type"], obj, object_type)
+    return (
+        r["event_id"], r["type"], seconds(r, "created"), text(r["api_version"]), r["livemode"],
+        text(r["account"]), object_type, text(r["object_id"]), r["partition_key"],
+        r["key_source"], millis(r["received_at_ms"], "received_at_ms"), customer_id,
+        customer_id or payment_intent_id, text(obj.get("currency")).lower(),
+        _int(obj.get(_AMOUNT_FIELD.get(object_type, ""))), _int(obj.get("amount_refunded")),
+        _own_or_ref(obj, object_type, "invoice", "invoice"),
+        _own_or_ref(obj, object_type, "charge", "charge"), payment_intent_id,
+        _subscription(obj, object_type), text(obj.get("status")),
+        payment_refs(obj, object_type), money_kind, money_key, money_minor, body, body_error,
+    )  # fmt: skip
+
+
+SPEC = TableSpec(STRIPE_EVENTS, "stripe_event", "stripe_events", COLUMNS, to_row)

@@ -1,0 +1,41 @@
+"""The knobs of the customer ledger, as one small frozen object (built from the settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from refstream.settings import StreamsSettings
+from streams.attribution import MetadataKeys
+
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    # Metadata key names of the referral (REFSTREAM_REFERRAL_CODE_KEY, ...).
+    keys: MetadataKeys = field(default_factory=MetadataKeys)
+    # Revenue still without attribution this long after its event is recorded as organic.
+    attribution_window_s: int = 3 * DAY_S
+    # A charge that no invoice claimed this long after its event is a one-time payment.
+    # Stripe sends a charge and its invoice within seconds; the margin covers retries.
+    one_time_window_s: int = DAY_S
+    # Invoices wait this long (after the earliest waiting one's event) for the customer's
+    # first paid invoice to show up before the earliest one seen becomes the tenure anchor.
+    tenure_window_s: int = 3 * DAY_S
+    # When nothing links a charge to an invoice (basil webhooks usually lack
+    # invoice.payments), treat it as the payment of an unclaimed paid invoice of the same
+    # customer, currency and amount paid within one_time_window_s (see customer_ledger).
+    match_charges_by_amount: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: StreamsSettings) -> LedgerConfig:
+        return cls(
+            keys=MetadataKeys(
+                code=settings.referral_code_key,
+                new_user_id=settings.new_user_id_key,
+                organization_id=settings.organization_id_key,
+            ),
+            attribution_window_s=settings.attribution_window_s,
+            one_time_window_s=settings.one_time_window_s,
+            tenure_window_s=settings.tenure_window_s,
+        )

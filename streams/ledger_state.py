@@ -1,0 +1,230 @@
+"""Per-customer ledger state: what one customer's events established so far.
+
+One `CustomerState` per (mode, customer key); the customer key is the Stripe customer id,
+or the payment intent id of a guest checkout. It is plain data with `to_json` /
+`from_json` so that a Faust table (RocksDB + changelog) can hold it as a JSON value, and
+it carries everything later corrections need: every emitted reward record, and the
+invoice <-> charge <-> payment-intent links. The lookups at the bottom are the read API
+for streams/corrections.
+
+`extra` is a JSON object owned by other decision modules (e.g. corrections may keep refund
+progress there under their own key); this module copies it and never reads it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from streams.attribution import Touch
+from streams.invariants import invariant
+
+STATE_FORMAT = 1
+
+
+def state_key(livemode: bool, customer_key: str) -> str:
+    """Table key of a customer's state: the mode is part of it, so modes never share state."""
+    return f"{'live' if livemode else 'test'}:{customer_key}"
+
+
+@dataclass
+class InvoiceFact:
+    """A paid invoice with a positive amount, as its first paid event showed it."""
+
+    invoice_id: str
+    currency: str
+    amount_paid: int
+    total: int
+    total_excluding_tax: int
+    billing_reason: str | None
+    paid_at: int
+    service_at: int  # service start of its subscription lines, else paid_at (tenure clock)
+    subscription_id: str | None
+    payment_intent_ids: list[str]  # as the invoice payload itself names them
+    charge_ids: list[str]
+    event_id: str
+    event_type: str
+    event_created: int
+    settled: bool = False  # rewards decided (possibly none); never decided twice
+    # Worker time when the fact arrived: windows measure how long it has waited, so a
+    # replay of old events waits as long as a live delivery does.
+    received_at: int = 0
+
+
+@dataclass
+class ChargeFact:
+    """A succeeded, captured charge; `kind` says whether it is an invoice's or a one-time."""
+
+    charge_id: str
+    payment_intent_id: str | None
+    currency: str
+    amount_captured: int
+    created: int
+    event_id: str
+    event_type: str
+    event_created: int
+    kind: str | None = None  # None until known: "invoice" or "one_time"
+    settled: bool = False
+    received_at: int = 0  # worker time when the fact arrived (see InvoiceFact)
+
+
+@dataclass
+class CheckoutPayment:
+    """A payment-mode Checkout Session that created no invoice: its payment is one-time."""
+
+    session_id: str
+    amount_total: int | None
+    amount_tax: int | None
+
+
+@dataclass
+class CustomerState:
+    customer_key: str
+    livemode: bool
+    guest: bool  # keyed by payment intent (no Stripe customer)
+    seen_event_ids: set[str] = field(default_factory=set)
+    attribution: Touch | None = None
+    organic: bool = False
+    invoices: dict[str, InvoiceFact] = field(default_factory=dict)
+    charges: dict[str, ChargeFact] = field(default_factory=dict)
+    invoice_of_payment_intent: dict[str, str] = field(default_factory=dict)
+    invoice_of_charge: dict[str, str] = field(default_factory=dict)
+    one_time_payment_intents: dict[str, CheckoutPayment] = field(default_factory=dict)
+    anchor_invoice_id: str | None = None
+    anchor_at: int | None = None
+    rewards: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> reward record
+    attributions: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> record
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return state_key(self.livemode, self.customer_key)
+
+    @property
+    def customer_id(self) -> str | None:
+        return None if self.guest else self.customer_key
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "customer_key": self.customer_key,
+            "livemode": self.livemode,
+            "guest": self.guest,
+            "seen_event_ids": sorted(self.seen_event_ids),
+            "attribution": None if self.attribution is None else self.attribution.to_json(),
+            "organic": self.organic,
+            "invoices": {k: asdict(v) for k, v in self.invoices.items()},
+            "charges": {k: asdict(v) for k, v in self.charges.items()},
+            "invoice_of_payment_intent": dict(self.invoice_of_payment_intent),
+            "invoice_of_charge": dict(self.invoice_of_charge),
+            "one_time_payment_intents": {
+                k: asdict(v) for k, v in self.one_time_payment_intents.items()
+            },
+            "anchor_invoice_id": self.anchor_invoice_id,
+            "anchor_at": self.anchor_at,
+            "rewards": copy.deepcopy(self.rewards),
+            "attributions": copy.deepcopy(self.attributions),
+            "extra": copy.deepcopy(self.extra),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CustomerState:
+        invariant(
+            data.get("format") == STATE_FORMAT,
+            f"customer state format {data.get('format')!r}, expected {STATE_FORMAT}",
+        )
+        touch = data["attribution"]
+        return cls(
+            customer_key=data["customer_key"],
+            livemode=data["livemode"],
+            guest=data["guest"],
+            seen_event_ids=set(data["seen_event_ids"]),
+            attribution=None if touch is None else Touch.from_json(touch),
+            organic=data["organic"],
+            invoices={k: InvoiceFact(**v) for k, v in data["invoices"].items()},
+            charges={k: ChargeFact(**v) for k, v in data["charges"].items()},
+            invoice_of_payment_intent=dict(data["invoice_of_payment_intent"]),
+            invoice_of_charge=dict(data["invoice_of_charge"]),
+            one_time_payment_intents={
+                k: CheckoutPayment(**v) for k, v in data["one_time_payment_intents"].items()
+            },
+            anchor_invoice_id=data["anchor_invoice_id"],
+            anchor_at=data["anchor_at"],
+            rewards=copy.deepcopy(data["rewards"]),
+            attributions=copy.deepcopy(data["attributions"]),
+            extra=copy.deepcopy(data["extra"]),
+        )
+
+    def copy(self) -> CustomerState:
+        return CustomerState.from_json(self.to_json())
+
+
+# --- lookups (the read API for corrections) -------------------------------------------------
+
+
+def invoice_for_charge(state: CustomerState, charge_id: str) -> str | None:
+    """The invoice a charge paid, by any link seen (charge.invoice, invoice payload,
+    invoice_payment.paid, Checkout, amount match); None for one-time or unknown charges."""
+    invoice_id = state.invoice_of_charge.get(charge_id)
+    if invoice_id is not None:
+        return invoice_id
+    fact = state.charges.get(charge_id)
+    if fact is not None and fact.payment_intent_id is not None:
+        return state.invoice_of_payment_intent.get(fact.payment_intent_id)
+    return None
+
+
+def rewards_for_invoice(state: CustomerState, invoice_id: str) -> list[dict[str, Any]]:
+    return sorted(
+        (r for r in state.rewards.values() if r["invoice_id"] == invoice_id),
+        key=lambda r: r["reward_id"],
+    )
+
+
+def rewards_for_charge(
+    state: CustomerState, charge_id: str, payment_intent_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Every reward the payment behind `charge_id` earned: the one-time reward of that
+    charge, or the rewards of the invoice it paid. Pass the charge's payment intent when
+    the caller knows it (a refund may arrive before the charge event): it is a link too."""
+    invoice_id = invoice_for_charge(state, charge_id)
+    if invoice_id is None and payment_intent_id is not None:
+        invoice_id = state.invoice_of_payment_intent.get(payment_intent_id)
+    if invoice_id is not None:
+        return rewards_for_invoice(state, invoice_id)
+    return sorted(
+        (
+            r
+            for r in state.rewards.values()
+            if r["line"] == "one_time" and r["charge_id"] == charge_id
+        ),
+        key=lambda r: r["reward_id"],
+    )
+
+
+def rewards_for_payment_intent(
+    state: CustomerState, payment_intent_id: str
+) -> list[dict[str, Any]]:
+    invoice_id = state.invoice_of_payment_intent.get(payment_intent_id)
+    if invoice_id is not None:
+        return rewards_for_invoice(state, invoice_id)
+    return sorted(
+        (
+            r
+            for r in state.rewards.values()
+            if r["line"] == "one_time" and r["payment_intent_id"] == payment_intent_id
+        ),
+        key=lambda r: r["reward_id"],
+    )
+
+
+def charge_ids_of_invoice(state: CustomerState, invoice_id: str) -> list[str]:
+    """Charges known to have paid the invoice (empty when no link was seen yet)."""
+    ids = {c for c, inv in state.invoice_of_charge.items() if inv == invoice_id}
+    pis = {p for p, inv in state.invoice_of_payment_intent.items() if inv == invoice_id}
+    ids |= {c.charge_id for c in state.charges.values() if c.payment_intent_id in pis}
+    fact = state.invoices.get(invoice_id)
+    if fact is not None:
+        ids |= set(fact.charge_ids)
+    return sorted(ids)
