@@ -56,6 +56,7 @@ CLOSE_GRACE_S = 5.0
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 2.0
 RECREATE_MIN_INTERVAL_S = 10.0
+MAX_LINGERING_PRODUCERS = 4
 
 
 class PublishError(Exception):
@@ -225,33 +226,45 @@ class KafkaPublisher:
     async def _supervise(self) -> None:
         backoff_s = BACKOFF_MIN_S
         while True:
-            if self._producer is None:
-                producer = await self._connect(quiet=self._state is State.DOWN)
-                if producer is None:
-                    if self._state is not State.DOWN:
-                        self._set_state(State.DOWN)
-                    await asyncio.sleep(backoff_s)
-                    backoff_s = min(2 * backoff_s, BACKOFF_MAX_S)
-                    continue
-                backoff_s = BACKOFF_MIN_S
-                self._install(producer)
-            await self._suspect.wait()
-            self._suspect.clear()
-            producer = self._producer
-            if producer is None:
-                continue
-            probe = await self._probe(producer)
-            if probe is _Probe.UNREACHABLE:
-                log.warning("kafka_unreachable", extra={"topic": self.topic})
-                self._retire()
-                self._set_state(State.DOWN)
-            elif probe is _Probe.TOPIC_MISSING:
-                log.error("kafka_topic_missing", extra={"topic": self.topic})
-            elif asyncio.get_running_loop().time() - self._producer_since > (
-                RECREATE_MIN_INTERVAL_S
-            ):
-                log.warning("kafka_producer_replaced", extra={"topic": self.topic})
-                self._retire()
+            try:
+                if self._producer is None:
+                    producer = await self._connect(quiet=self._state is State.DOWN)
+                    if producer is None:
+                        if self._state is not State.DOWN:
+                            self._set_state(State.DOWN)
+                        await asyncio.sleep(backoff_s)
+                        backoff_s = min(2 * backoff_s, BACKOFF_MAX_S)
+                        continue
+                    backoff_s = BACKOFF_MIN_S
+                    self._install(producer)
+                await self._suspect.wait()
+                self._suspect.clear()
+                await self._check()
+            except Exception:  # the supervisor must outlive any surprise from aiokafka
+                log.exception("kafka_supervisor_error", extra={"topic": self.topic})
+                await asyncio.sleep(BACKOFF_MAX_S)
+
+    async def _check(self) -> None:
+        """After a failed publish: is it the broker, the topic, or the producer?"""
+        producer = self._producer
+        if producer is None:
+            return
+        probe = await self._probe(producer)
+        if probe is _Probe.UNREACHABLE:
+            log.warning("kafka_unreachable", extra={"topic": self.topic})
+            self._retire()
+            self._set_state(State.DOWN)
+        elif probe is _Probe.TOPIC_MISSING:
+            log.error("kafka_topic_missing", extra={"topic": self.topic})
+        elif asyncio.get_running_loop().time() - self._producer_since < RECREATE_MIN_INTERVAL_S:
+            pass  # a fresh producer gets time to prove itself
+        elif len(self._closing) >= MAX_LINGERING_PRODUCERS:
+            # Old producers still cannot deliver although the broker answers: replacing
+            # more would only pile them up.
+            log.error("kafka_producer_not_replaced", extra={"lingering": len(self._closing)})
+        else:
+            log.warning("kafka_producer_replaced", extra={"topic": self.topic})
+            self._retire()
 
     async def _connect(self, quiet: bool) -> AIOKafkaProducer | None:
         producer = self._factory()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import avro.io
@@ -30,7 +31,7 @@ class AvroCodec:
 
     @classmethod
     def for_schema(cls, name: str) -> AvroCodec:
-        return cls(load_schema(name))
+        return _codec(name)
 
     @property
     def header(self) -> bytes:
@@ -57,3 +58,8 @@ class AvroCodec:
         except Exception as exc:  # avro raises assorted types on bad bytes
             raise AvroDecodeError(f"corrupt {self.schema.fullname} record: {exc}") from exc
         return record
+
+
+@cache
+def _codec(name: str) -> AvroCodec:
+    return AvroCodec(load_schema(name))

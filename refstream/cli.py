@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from refstream.logs import configure_logging
 from refstream.settings import Settings, SettingsError, load_settings
@@ -59,8 +60,46 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--attribution", help="customers report: referred, organic, unattributed or all"
     )
+    simulate = add(
+        "simulate",
+        "post a realistic, signed Stripe event stream to the ingress (loopback only)",
+        "simulator.cli:main",
+    )
+    _simulate_arguments(simulate)
     add("run", "start the local broker and the pipeline on this machine", "refstream.commands:run")
     return parser
+
+
+def _simulate_arguments(command: argparse.ArgumentParser) -> None:
+    add = command.add_argument
+    add("--customers", type=int, default=200, help="customer stories (default 200)")
+    add("--months", type=int, default=12, help="renewals per subscriber, at most (default 12)")
+    add("--seed", type=int, default=1, help="seed of the scenario and the delivery order")
+    add("--referrers", type=int, help="referral codes (default: one per 8 customers)")
+    add("--live-ratio", type=float, default=0.2, help="share of live-mode customers (0.2)")
+    add("--duplicates", type=float, default=0.1, help="extra deliveries per event (0.1)")
+    add("--shuffle-window", type=int, default=50, help="local reordering span (50; 0: none)")
+    add(
+        "--customer-shuffle",
+        type=float,
+        default=0.1,
+        help="share of customers whose whole stream arrives in random order (0.1)",
+    )
+    add("--concurrency", type=int, default=16, help="requests in flight (16)")
+    add("--max-attempts", type=int, default=8, help="attempts per delivery (8)")
+    add("--timeout-s", type=float, default=900.0, help="bound of the whole run in s (900)")
+    add("--url", help="webhook URL (default: the ingress of these settings)")
+    add("--allow-remote", action="store_true", help="allow a target that is not loopback")
+    add(
+        "--secret-from-env",
+        metavar="VAR",
+        help="sign with the whsec_ secret in env VAR (default: the first of "
+        "REFSTREAM_WEBHOOK_SECRETS)",
+    )
+    add("--expect-file", type=Path, help="write the expected ledger (JSON) here")
+    add("--program-file", type=Path, help="write the program file (TOML) the ledger assumes")
+    add("--apply-program", action="store_true", help="apply that program to Kafka first")
+    add("--dry-run", action="store_true", help="generate and write the files, send nothing")
 
 
 def _load(target: str) -> Handler:

@@ -1,23 +1,32 @@
-"""Faust wiring of the worker: topics, tables, the per-customer agent and the tick timer.
+"""Faust wiring of the worker: topics, tables, agents and the tick timer.
 
-Decisions live in `streams.worker_core` (pure); this module only loads state, calls the core,
-emits its outputs and stores the new state, in an order that makes a crash harmless:
+Decisions live in `streams.worker_core` and the pure cores behind it; this module only loads
+state, calls a core, emits its outputs and stores the new state, in an order that makes a
+crash harmless:
 
-  1. decode the record (a record that cannot be decoded goes to the dead-letter topic);
-  2. load the customer's state from the `customers` table;
+  1. decode the record (one that cannot be decoded or parsed goes to the dead-letter topic);
+  2. load the state from the agent's table;
   3. call the core, which returns the new state and the output records;
   4. send every output and WAIT for the broker's acks;
-  5. only then store the new state (and its due time in the `due` index).
+  5. only then store the new state (and file its next due time).
 
-A crash before step 5 replays the event from the old state and re-emits the same records
-(deterministic ids: downstream deduplicates); a crash after it finds the event id already in
-the state and does nothing. Offsets are committed by Faust after step 5 (at-least-once), and
-the agent runs with concurrency 1 (faust-streaming #606).
+A crash before step 5 replays the record from the old state and re-emits the same records
+(deterministic ids: consumers deduplicate); a crash after it finds the work recorded in the
+state and does nothing more. Faust commits offsets after step 5 (at-least-once), and every
+agent that owns tables runs with concurrency 1 (faust-streaming #606).
+
+Three agents, each on co-partitioned topics (same partition count, same key):
+- customers: stripe.events + rerouted events + customer ticks, keyed by customer;
+  table `customers`. Emits rewards, attributions, lifecycle, corrections, payment links.
+- payment links: refstream.links, keyed by payment intent; table `payment_owners`. Learns
+  which customer owns a payment intent and re-keys refunds/disputes that named only the
+  payment intent (parking them until the owner is known).
+- referrers: referral.rewards + corrections + referral.payouts + referrer ticks, keyed by
+  referral code; tables `referrers` and `reward_entries`. Emits clawbacks and statuses.
 
 Time-driven decisions (attribution windows, hold expiries) ride on tick records: the leader
-sends one tick per partition of the internal ticks topic every `tick_interval_s`; the agent
-reads ticks and events from co-partitioned topics, so a tick for partition p is processed
-where the tables of partition p live and may modify them.
+sends one tick per partition every `tick_interval_s`; a tick for partition p is processed
+where p's tables live, so it may change them.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import json
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -36,34 +45,62 @@ from faust.types import EventT
 from refstream import topics
 from refstream.avro_codec import AvroCodec, AvroDecodeError
 from refstream.settings import Settings
+from streams.corrections import CorrectionInputError, Step
 from streams.stripe_payloads import ParseError
-from streams.worker_core import Output, WorkerCore
+from streams.worker_core import (
+    CORRECTIONS,
+    LINKS,
+    REROUTED,
+    CustomerCore,
+    Output,
+    ReferrerCore,
+)
+from streams.worker_due import DueIndex
 from streams.worker_programs import ProgramCache
 
 log = logging.getLogger(__name__)
 
-# Due times are indexed in buckets of this many seconds, so one tick reads few keys.
-DUE_BUCKET_S = 60
-
-
-@dataclass
-class Worker:
-    app: faust.App
-    core: WorkerCore
-    programs: ProgramCache
+CUSTOMER_TICKS = topics.TICKS
+REFERRER_TICKS = "refstream.referrer-ticks"
+# Internal topics the worker creates beside refstream's public ones (same partitions).
+INTERNAL_TOPICS = (CORRECTIONS, LINKS, REROUTED, REFERRER_TICKS)
+BAD_INPUT = (AvroDecodeError, ParseError, CorrectionInputError, ValueError, KeyError)
 
 
 def now() -> int:
-    """Worker time, unix seconds: the only clock the worker reads (the core is given it)."""
+    """Worker time, unix seconds: the only clock the worker reads (cores are given it)."""
     return int(time.time())
 
 
-def create_app(settings: Settings) -> Worker:
+class JsonTableView(Mapping[str, Any]):
+    """Read-only, JSON-decoding view of a bytes-keyed table (what the cores read)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> Any:
+        raw = self.table.get(key.encode())
+        if raw is None:
+            raise KeyError(key)
+        return json.loads(raw)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raw = self.table.get(key.encode())
+        return default if raw is None else json.loads(raw)
+
+    def __iter__(self) -> Any:
+        raise NotImplementedError("a table view is not iterated")
+
+    def __len__(self) -> int:
+        raise NotImplementedError("a table view is not counted")
+
+
+def create_app(settings: Settings) -> faust.App:
     kafka, conf = settings.kafka, settings.streams
     n = kafka.events_partitions
     app = faust.App(
         kafka.topic(conf.app_id),  # its internal topics follow the topic prefix
-        broker=f"kafka://{kafka.bootstrap.replace(',', ';kafka://')}",
+        broker=";".join(f"kafka://{host}" for host in kafka.bootstrap.split(",")),
         store="rocksdb://",
         datadir=str(conf.data_dir),
         topic_partitions=n,
@@ -77,41 +114,47 @@ def create_app(settings: Settings) -> Worker:
         web_enabled=False,
         table_standby_replicas=0,
     )
-    raw = {
+    raw: dict[str, Any] = {
         "key_type": bytes,
         "value_type": bytes,
         "key_serializer": "raw",
         "value_serializer": "raw",
     }
-    source = app.topic(
-        kafka.topic(topics.STRIPE_EVENTS), kafka.topic(topics.TICKS), partitions=n, **raw
-    )
-    ticks = app.topic(kafka.topic(topics.TICKS), partitions=n, **raw)
-    outputs = {name: app.topic(kafka.topic(name), **raw) for name in topics.OUTPUT_TOPICS}
-    dead_letters = app.topic(kafka.topic(topics.STRIPE_EVENTS_DLQ), **raw)
-    customers = app.Table("customers", default=None, partitions=n, key_type=bytes, value_type=bytes)
-    due = app.Table("due", default=None, partitions=n, key_type=bytes, value_type=bytes)
+
+    def topic(*names: str) -> Any:
+        return app.topic(*(kafka.topic(name) for name in names), partitions=n, **raw)
+
+    def table(name: str) -> Any:
+        return app.Table(name, default=None, partitions=n, key_type=bytes, value_type=bytes)
+
+    out_topics = {
+        name: topic(name)
+        for name in (*topics.OUTPUT_TOPICS, CORRECTIONS, LINKS, REROUTED, topics.STRIPE_EVENTS_DLQ)
+    }
+    customer_ticks, referrer_ticks = topic(CUSTOMER_TICKS), topic(REFERRER_TICKS)
+    customers, customer_due = table("customers"), DueIndex(table("customer-due"))
+    payment_owners = table("payment-owners")
+    referrers, reward_entries = table("referrers"), table("reward-entries")
+    referrer_due = DueIndex(table("referrer-due"))
     program_cache = ProgramCache(kafka)
-    core = WorkerCore.from_settings(settings)
+    customer_core = CustomerCore.from_settings(settings)
     envelope_codec = AvroCodec.for_schema("stripe_event")
     dead_letter_codec = AvroCodec.for_schema("dead_letter")
-    codecs: dict[str, AvroCodec] = {}
-    ticks_name = kafka.topic(topics.TICKS)
     stats: Counter[str] = Counter()
+    prefixed = kafka.topic
 
     async def emit(records: list[Output]) -> None:
         pending = []
         for out in records:
-            codec = codecs.get(out.schema) or codecs.setdefault(
-                out.schema, AvroCodec.for_schema(out.schema)
-            )
-            value = codec.encode(out.record)
-            # force=True: produce now. Faust would otherwise "attach" the record to the source
-            # offset and produce it at commit time, and a rebalance in between loses it.
-            topic = outputs[out.topic]
-            pending.append(await topic.send(key=out.key.encode(), value=value, force=True))
-        # Step 4: every output acknowledged before the state that caused it is stored.
-        await asyncio.gather(*pending)
+            if out.schema is None:
+                value = json.dumps(out.record, sort_keys=True).encode()
+            else:
+                value = AvroCodec.for_schema(out.schema).encode(out.record)
+            # force=True: produce now. Faust would otherwise "attach" the record to the
+            # source offset and produce it at commit time; a rebalance in between loses it.
+            target = out_topics[out.topic]
+            pending.append(await target.send(key=out.key.encode(), value=value, force=True))
+        await asyncio.gather(*pending)  # Step 4: every ack before the state is stored
 
     async def dead_letter(event: EventT, error: Exception, event_id: str | None) -> None:
         message = event.message
@@ -129,109 +172,148 @@ def create_app(settings: Settings) -> Worker:
             "failed_at_ms": int(time.time() * 1000),
         }
         value = dead_letter_codec.encode(record)
-        fut = await dead_letters.send(key=event.key, value=value, force=True)
-        await fut
+        dlq = out_topics[topics.STRIPE_EVENTS_DLQ]
+        await (await dlq.send(key=event.key, value=value, force=True))
+        stats["dead_lettered"] += 1
         log.warning(
             "dead_lettered",
-            extra={
-                k: record[k]
-                for k in (
-                    "source_topic",
-                    "source_partition",
-                    "source_offset",
-                    "event_id",
-                    "error_type",
-                )
-            },
+            extra={k: record[k] for k in ("source_topic", "source_offset", "event_id", "error")},
         )
 
-    def index_due(partition: int, customer_key: bytes, due_s: int | None) -> None:
-        if due_s is None:
-            return
-        cursor_key = f"{partition}:cursor".encode()
-        raw_cursor = due.get(cursor_key)
-        bucket = due_s // DUE_BUCKET_S
-        if raw_cursor is None:
-            due[cursor_key] = str(bucket).encode()
-        else:
-            # Already past that minute: the next tick reads the cursor's bucket again.
-            bucket = max(bucket, int(raw_cursor))
-        bucket_key = f"{partition}:{bucket}".encode()
-        members = json.loads(due.get(bucket_key) or b"[]")
-        if customer_key.decode() not in members:
-            due[bucket_key] = json.dumps([*members, customer_key.decode()]).encode()
+    # --- customers ----------------------------------------------------------------------
 
-    async def on_event(event: EventT) -> None:
+    async def on_stripe_event(event: EventT) -> None:
         try:
             envelope = envelope_codec.decode(event.value)
-            routed = core.route(envelope)
-        except (AvroDecodeError, ParseError) as exc:
+            routed = customer_core.route(envelope)
+            raw_event = json.loads(envelope["body"])
+        except BAD_INPUT as exc:
             await dead_letter(event, exc, None)
             return
         if routed is None:
             stats["skipped"] += 1
             return
+        raw_state = customers.get(routed.state_key)
+        rerouted = event.message.topic == prefixed(REROUTED)
+        if not rerouted and customer_core.needs_owner(routed, raw_state):
+            # Only the payment intent is named: let the link agent find its customer.
+            link = {"event": envelope_codec.encode(envelope).hex()}
+            await emit([Output(LINKS, routed.event.partition_key, link)])
+            stats["sent_for_owner"] += 1
+            return
         try:
-            result = core.on_event(
-                customers.get(routed.state_key), routed, program_cache.current(), now()
+            result = customer_core.on_event(
+                raw_state, routed, program_cache.current(), now(), raw_event
             )
-        except Exception as exc:  # one odd event must not stop the worker
-            log.exception("event_failed", extra={"event_id": routed.event.event_id})
+        except BAD_INPUT as exc:
             await dead_letter(event, exc, routed.event.event_id)
             return
         stats[result.outcome] += 1
         await emit(result.outputs)
         if result.state is not None:
             customers[routed.state_key] = result.state  # Step 5
-        index_due(event.message.partition, routed.state_key, result.due_s)
+        customer_due.add(event.message.partition, routed.state_key, result.due_s)
 
-    async def on_tick(event: EventT) -> None:
-        partition = event.message.partition
-        now_s = int(json.loads(event.value)["now_s"])
-        cursor_key = f"{partition}:cursor".encode()
-        raw_cursor = due.get(cursor_key)
-        if raw_cursor is None:
-            return  # nothing was ever due on this partition
-        cursor, current = int(raw_cursor), now_s // DUE_BUCKET_S
-        for bucket in range(cursor, current + 1):
-            bucket_key = f"{partition}:{bucket}".encode()
-            members = json.loads(due.get(bucket_key) or b"[]")
-            if bucket < current and members:
-                del due[bucket_key]
-            for member in members:
-                await on_due(partition, member.encode(), now_s, bucket == current)
-        # The current minute's bucket stays: later due times in it are read on the next tick.
-        due[cursor_key] = str(max(cursor, current)).encode()
-
-    async def on_due(partition: int, state_key: bytes, now_s: int, in_current: bool) -> None:
-        try:
-            result = core.on_tick(customers.get(state_key), program_cache.current(), now_s)
-        except Exception:
-            log.exception("tick_failed", extra={"state_key": state_key.decode()})
-            return
+    async def customer_due_handler(key: bytes, now_s: int) -> int | None:
+        result = customer_core.on_tick(customers.get(key), program_cache.current(), now_s)
         await emit(result.outputs)
         if result.state is not None:
-            customers[state_key] = result.state
-        same_bucket = (
-            result.due_s is not None and result.due_s // DUE_BUCKET_S == now_s // DUE_BUCKET_S
-        )
-        if not (in_current and same_bucket):
-            index_due(partition, state_key, result.due_s)
+            customers[key] = result.state
+        return result.due_s
 
-    @app.agent(source, concurrency=1)
-    async def process(stream: Any) -> None:
-        await program_cache.loaded.wait()
+    @app.agent(topic(topics.STRIPE_EVENTS, REROUTED, CUSTOMER_TICKS), concurrency=1)
+    async def customer_agent(stream: Any) -> None:
+        await program_cache.loaded.wait()  # never decide against half-read programs
         async for event in stream.events():
-            if event.message.topic == ticks_name:
-                await on_tick(event)
+            if event.message.topic == prefixed(CUSTOMER_TICKS):
+                now_s = json.loads(event.value)["now_s"]
+                await customer_due.drain(event.message.partition, now_s, customer_due_handler)
             else:
-                await on_event(event)
+                await on_stripe_event(event)
+
+    # --- payment links ------------------------------------------------------------------
+
+    @app.agent(topic(LINKS), concurrency=1)
+    async def link_agent(stream: Any) -> None:
+        async for event in stream.events():
+            message = json.loads(event.value)
+            owner = json.loads(payment_owners.get(event.key) or b'{"parked": []}')
+            if "owner" in message:
+                if owner.get("owner") is None:
+                    owner.update(owner=message["owner"], key_source=message["key_source"])
+                parked, owner["parked"] = owner["parked"], []
+            else:
+                parked = [message["event"]]
+                if owner.get("owner") is None:
+                    owner["parked"] = [*owner["parked"], message["event"]]
+                    parked = []
+            if owner.get("owner") is not None and parked:
+                await emit([_reroute(envelope_codec, hex_value, owner) for hex_value in parked])
+            payment_owners[event.key] = json.dumps(owner).encode()
+
+    # --- referrers ----------------------------------------------------------------------
+
+    entries_view = JsonTableView(reward_entries)
+    payouts_codec, reward_codec = AvroCodec.for_schema("payout"), AvroCodec.for_schema("reward")
+
+    async def apply_step(partition: int, step: Step) -> None:
+        for note in step.notes:
+            log.info("referrer_note", extra={"note": note})
+        await emit(ReferrerCore.outputs(step))
+        code = step.state["referral_code"]
+        referrers[code.encode()] = ReferrerCore.dump(step.state)  # Step 5
+        for reward_id, entry in step.rewards.items():
+            reward_entries[reward_id.encode()] = ReferrerCore.dump(entry)
+        referrer_due.add(partition, code.encode(), ReferrerCore.next_due(step))
+
+    async def on_referrer_record(event: EventT) -> None:
+        source = event.message.topic
+        try:
+            if source == prefixed(topics.REWARDS):
+                record, handler = reward_codec.decode(event.value), ReferrerCore.on_reward
+            elif source == prefixed(topics.PAYOUTS):
+                record, handler = payouts_codec.decode(event.value), ReferrerCore.on_payout
+            else:
+                record, handler = json.loads(event.value), ReferrerCore.on_correction
+            code = str(record["referral_code"])
+            state = ReferrerCore.load_state(referrers.get(code.encode()), code)
+            step = handler(state, entries_view, record, now())
+        except BAD_INPUT as exc:
+            await dead_letter(event, exc, None)
+            return
+        # InvariantViolation is not caught: a broken ledger invariant stops the agent loudly.
+        await apply_step(event.message.partition, step)
+
+    async def referrer_due_handler(key: bytes, now_s: int) -> int | None:
+        raw_state = referrers.get(key)
+        if raw_state is None:
+            return None
+        step = ReferrerCore.on_tick(json.loads(raw_state), entries_view, now_s)
+        await emit(ReferrerCore.outputs(step))
+        referrers[key] = ReferrerCore.dump(step.state)
+        for reward_id, entry in step.rewards.items():
+            reward_entries[reward_id.encode()] = ReferrerCore.dump(entry)
+        return ReferrerCore.next_due(step)
+
+    referrer_sources = topic(topics.REWARDS, CORRECTIONS, topics.PAYOUTS, REFERRER_TICKS)
+
+    @app.agent(referrer_sources, concurrency=1)
+    async def referrer_agent(stream: Any) -> None:
+        async for event in stream.events():
+            if event.message.topic == prefixed(REFERRER_TICKS):
+                now_s = json.loads(event.value)["now_s"]
+                await referrer_due.drain(event.message.partition, now_s, referrer_due_handler)
+            else:
+                await on_referrer_record(event)
+
+    # --- time and housekeeping ----------------------------------------------------------
 
     @app.timer(interval=float(conf.tick_interval_s), on_leader=True)
     async def send_ticks() -> None:
         value = json.dumps({"now_s": now()}).encode()
         for partition in range(n):
-            await ticks.send(key=b"tick", value=value, partition=partition)
+            for ticks in (customer_ticks, referrer_ticks):
+                await ticks.send(key=b"tick", value=value, partition=partition, force=True)
 
     @app.task
     async def follow_programs() -> None:
@@ -241,17 +323,30 @@ def create_app(settings: Settings) -> Worker:
     async def log_stats() -> None:
         log.info("worker_stats", extra=dict(stats))
 
-    return Worker(app=app, core=core, programs=program_cache)
+    return app
+
+
+def _reroute(codec: AvroCodec, hex_value: str, owner: Mapping[str, str]) -> Output:
+    """The parked envelope, keyed by the customer that owns its payment intent."""
+    envelope = codec.decode(bytes.fromhex(hex_value))
+    envelope.update(partition_key=owner["owner"], key_source=owner["key_source"])
+    return Output(REROUTED, owner["owner"], envelope)
 
 
 def main(settings: Settings, args: Any) -> int:
     """`refstream worker`: run one worker process until SIGTERM/SIGINT."""
     from faust.worker import Worker as FaustWorker
 
+    from refstream.topics import TopicSpec, ensure_topics
+
     settings.streams.data_dir.mkdir(parents=True, exist_ok=True)
-    worker = create_app(settings)
+    n = settings.kafka.events_partitions
+    internal = [TopicSpec(settings.kafka.topic(name), n) for name in INTERNAL_TOPICS]
+    asyncio.run(ensure_topics(settings.kafka))
+    asyncio.run(ensure_topics(settings.kafka, internal))
+    app = create_app(settings)
     FaustWorker(
-        worker.app,
+        app,
         loglevel=settings.log_level.lower(),
         redirect_stdouts=False,
         override_logging=False,  # keep refstream's JSON log lines

@@ -1,40 +1,93 @@
-"""The seam between the Faust wiring (streams/app.py) and the pure ledger core.
+"""The seam between the Faust wiring (streams/app.py) and the pure decision cores.
 
-Faust tables hold bytes; the core works on `CustomerState`. This adapter converts between
-the two, routes an envelope to its state key, and names the Avro schema of each output, so
-the wiring never touches a decision and the core never touches Kafka.
+Faust tables hold bytes; the cores work on plain state. These adapters convert between the
+two, route an envelope to its state key, and name the topic and encoding of each output,
+so the wiring never takes a decision and the cores never touch Kafka.
+
+Customer side (`CustomerCore`, per customer key): the ledger (attribution, rewards) plus
+the customer half of the corrections (refund and dispute amounts) and lifecycle records.
+Refunds and disputes that name no customer arrive keyed by their payment intent; when no
+state lives under that key they are forwarded to the payment-link agent, which sends them
+back keyed by the customer that owns the payment intent (see streams/app.py).
+
+Referrer side (`ReferrerCore`, per referral code): holds, payouts, the mode of each
+correction, balances.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from refstream import topics
 from refstream.settings import Settings
-from refstream.topics import TOPIC_SCHEMAS
 from streams.config import LedgerConfig
-from streams.customer_ledger import Decision, Outcome, decide, ledger_key, next_deadline, tick
-from streams.ledger_state import CustomerState
+from streams.corrections import (
+    RewardRef,
+    Step,
+    advance_holds,
+    apply_correction,
+    apply_dispute,
+    apply_payout,
+    apply_refund,
+    dispute_fact,
+    lifecycle_records,
+    new_customer_state,
+    new_referrer_state,
+    next_hold_until,
+    refund_fact,
+    register_customer_reward,
+    register_referrer_reward,
+)
+from streams.corrections.lifecycle import EVENT_TYPES as LIFECYCLE_TYPES
+from streams.corrections.stripe_facts import (
+    CHARGE_REFUND_EVENTS,
+    DISPUTE_EVENTS,
+    REFUND_EVENTS,
+)
+from streams.customer_ledger import (
+    HANDLED_TYPES,
+    Outcome,
+    decide,
+    ledger_key,
+    new_state,
+    next_deadline,
+    tick,
+)
+from streams.ledger_state import CustomerState, state_key
 from streams.programs import ProgramVersion
 from streams.stripe_payloads import StripeEvent, parse_envelope
+
+CORRECTION_TYPES = CHARGE_REFUND_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS
+# Internal topics of the worker (JSON values; not a contract with anyone else).
+CORRECTIONS = "refstream.corrections"  # customer side -> referrer side, key: referral code
+LINKS = "refstream.links"  # payment intent -> owner, and events to re-key, key: payment intent
+REROUTED = "refstream.rerouted"  # events re-keyed by their owner, key: customer key
+JSON_TOPICS = frozenset({CORRECTIONS, LINKS})
 
 
 @dataclass(frozen=True)
 class Output:
-    topic: str  # unprefixed name from refstream.topics
+    topic: str  # unprefixed name
     key: str
-    schema: str
     record: dict[str, Any]
+
+    @property
+    def schema(self) -> str | None:
+        """The Avro schema of the value, or None for the worker's internal JSON topics."""
+        if self.topic in JSON_TOPICS:
+            return None
+        return "stripe_event" if self.topic == REROUTED else topics.TOPIC_SCHEMAS[self.topic]
 
 
 @dataclass(frozen=True)
 class CoreResult:
     state: bytes | None  # None: nothing to store
-    outputs: list[Output]
-    due_s: int | None  # when the state next needs a tick
-    outcome: str
+    outputs: list[Output] = field(default_factory=list)
+    due_s: int | None = None  # when the state next needs a tick
+    outcome: str = "unchanged"
 
 
 @dataclass(frozen=True)
@@ -43,21 +96,43 @@ class Routed:
     state_key: bytes
 
 
-class WorkerCore:
+def _dump(state: dict[str, Any]) -> bytes:
+    return json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
+
+
+class CustomerCore:
     def __init__(self, config: LedgerConfig) -> None:
         self.config = config
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> WorkerCore:
+    def from_settings(cls, settings: Settings) -> CustomerCore:
         return cls(LedgerConfig.from_settings(settings.streams))
 
     @staticmethod
     def route(envelope: Mapping[str, Any]) -> Routed | None:
-        """Parse the envelope (ParseError on a bad payload); None for events the ledger
-        does not handle."""
+        """Parse the envelope (ParseError on a bad payload); None for event types no core
+        handles (counted and skipped, not an error)."""
         event = parse_envelope(envelope)
         key = ledger_key(event)
+        if (
+            key is None
+            and event.type in CORRECTION_TYPES | LIFECYCLE_TYPES
+            and event.key_source in ("customer", "payment_intent")
+        ):
+            key = state_key(event.livemode, event.partition_key)
         return None if key is None else Routed(event, key.encode())
+
+    @staticmethod
+    def needs_owner(routed: Routed, raw_state: bytes | None) -> bool:
+        """A refund or dispute keyed by a payment intent that no state lives under: the
+        payment belongs to a customer keyed elsewhere (or is not seen yet)."""
+        event = routed.event
+        return (
+            raw_state is None
+            and event.key_source == "payment_intent"
+            and event.type in CORRECTION_TYPES
+            and event.type not in HANDLED_TYPES  # the ledger itself handles guest payments
+        )
 
     def on_event(
         self,
@@ -65,36 +140,142 @@ class WorkerCore:
         routed: Routed,
         programs: Mapping[str, ProgramVersion],
         now_s: int,
+        raw_event: Mapping[str, Any],
     ) -> CoreResult:
-        state = None if raw_state is None else _load(raw_state)
-        decision = decide(state, routed.event, programs.values(), self.config, now=now_s)
-        return self._result(decision)
+        before = None if raw_state is None else _load_customer(raw_state)
+        decision = decide(before, routed.event, programs.values(), self.config, now=now_s)
+        if decision.outcome == Outcome.DUPLICATE:
+            return CoreResult(None, outcome=str(decision.outcome))
+        state = _copy(decision.state or before or new_state(routed.event))
+        outputs = [Output(o.topic, o.key, o.value) for o in decision.outputs]
+        outputs += self._corrections(state, outputs, raw_event)
+        outputs += self._lifecycle(state, raw_event)
+        outputs += _new_links(before, state)
+        return self._result(before, state, outputs, str(decision.outcome))
 
     def on_tick(
         self, raw_state: bytes | None, programs: Mapping[str, ProgramVersion], now_s: int
     ) -> CoreResult:
         if raw_state is None:
-            return CoreResult(None, [], None, Outcome.UNCHANGED)
-        decision = tick(_load(raw_state), programs.values(), self.config, now=now_s)
-        return self._result(decision)
+            return CoreResult(None)
+        before = _load_customer(raw_state)
+        decision = tick(before, programs.values(), self.config, now=now_s)
+        if decision.outcome == Outcome.UNCHANGED or decision.state is None:
+            return CoreResult(None, due_s=next_deadline(before, self.config))
+        state = _copy(decision.state)
+        outputs = [Output(o.topic, o.key, o.value) for o in decision.outputs]
+        outputs += self._corrections(state, outputs, None)
+        return self._result(before, state, outputs, str(decision.outcome))
 
-    def _result(self, decision: Decision) -> CoreResult:
-        changed = decision.outcome == Outcome.APPLIED and decision.state is not None
-        state = decision.state
+    def _corrections(
+        self, state: CustomerState, outputs: list[Output], raw_event: Mapping[str, Any] | None
+    ) -> list[Output]:
+        """Register new rewards with the correction core and apply the event's refund or
+        dispute; the corrections go to the referrer side."""
+        book = state.extra.get("corrections") or new_customer_state()
+        corrections: list[dict[str, Any]] = []
+        for out in outputs:
+            if out.topic == topics.REWARDS:
+                book, found = register_customer_reward(
+                    book, RewardRef.from_reward_record(out.record)
+                )
+                corrections += found
+        if raw_event is not None:
+            if (fact := refund_fact(raw_event)) is not None:
+                book, found = apply_refund(book, fact)
+                corrections += found
+            if (dispute := dispute_fact(raw_event)) is not None:
+                book, found = apply_dispute(book, dispute)
+                corrections += found
+        state.extra["corrections"] = book
+        return [Output(CORRECTIONS, c["referral_code"], c) for c in corrections]
+
+    @staticmethod
+    def _lifecycle(state: CustomerState, raw_event: Mapping[str, Any]) -> list[Output]:
+        code = state.attribution.code if state.attribution else None
+        return [
+            Output(topics.LIFECYCLE, record["customer_key"], record)
+            for record in lifecycle_records(raw_event, referral_code=code)
+        ]
+
+    def _result(
+        self,
+        before: CustomerState | None,
+        state: CustomerState,
+        outputs: list[Output],
+        outcome: str,
+    ) -> CoreResult:
+        changed = before is None or state.to_json() != before.to_json()
         return CoreResult(
-            state=_dump(state) if changed and state is not None else None,
-            outputs=[
-                Output(out.topic, out.key, TOPIC_SCHEMAS[out.topic], out.value)
-                for out in decision.outputs
-            ],
-            due_s=next_deadline(state, self.config) if changed and state is not None else None,
-            outcome=str(decision.outcome),
+            state=_dump(state.to_json()) if changed else None,
+            outputs=outputs,
+            due_s=next_deadline(state, self.config),
+            outcome=outcome,
         )
 
 
-def _load(raw: bytes) -> CustomerState:
+def _load_customer(raw: bytes) -> CustomerState:
     return CustomerState.from_json(json.loads(raw))
 
 
-def _dump(state: CustomerState) -> bytes:
-    return json.dumps(state.to_json(), separators=(",", ":"), sort_keys=True).encode()
+def _copy(state: CustomerState) -> CustomerState:
+    return CustomerState.from_json(json.loads(json.dumps(state.to_json())))
+
+
+def payment_intents(state: CustomerState | None) -> set[str]:
+    """Payment intents this customer's state knows (their refunds and disputes may arrive
+    keyed by the payment intent alone)."""
+    if state is None:
+        return set()
+    found = {c.payment_intent_id for c in state.charges.values() if c.payment_intent_id}
+    found |= set(state.invoice_of_payment_intent)
+    for invoice in state.invoices.values():
+        found |= set(invoice.payment_intent_ids)
+    return found
+
+
+def _new_links(before: CustomerState | None, state: CustomerState) -> list[Output]:
+    source = "payment_intent" if state.guest else "customer"
+    return [
+        Output(LINKS, pi, {"owner": state.customer_key, "key_source": source})
+        for pi in sorted(payment_intents(state) - payment_intents(before))
+    ]
+
+
+class ReferrerCore:
+    """Referrer-side steps over JSON table values; each returns the Step to emit and store."""
+
+    @staticmethod
+    def load_state(raw: bytes | None, referral_code: str) -> dict[str, Any]:
+        return new_referrer_state(referral_code) if raw is None else json.loads(raw)
+
+    @staticmethod
+    def on_reward(state: dict, entries: Mapping[str, Any], record: dict, now_s: int) -> Step:
+        return register_referrer_reward(state, entries, RewardRef.from_reward_record(record), now_s)
+
+    @staticmethod
+    def on_correction(state: dict, entries: Mapping[str, Any], record: dict, now_s: int) -> Step:
+        return apply_correction(state, entries, record, now_s)
+
+    @staticmethod
+    def on_payout(state: dict, entries: Mapping[str, Any], record: dict, now_s: int) -> Step:
+        return apply_payout(state, entries, record, now_s)
+
+    @staticmethod
+    def on_tick(state: dict, entries: Mapping[str, Any], now_s: int) -> Step:
+        return advance_holds(state, entries, now_s)
+
+    @staticmethod
+    def outputs(step: Step) -> list[Output]:
+        topic_of = {"clawback": topics.CLAWBACKS, "reward_status": topics.REWARD_STATUS}
+        return [
+            Output(topic_of[kind], record["referral_code"], record) for kind, record in step.records
+        ]
+
+    @staticmethod
+    def next_due(step: Step) -> int | None:
+        return next_hold_until(step.state)
+
+    @staticmethod
+    def dump(value: dict[str, Any]) -> bytes:
+        return _dump(value)

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
-import time
 from collections import defaultdict
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from refstream import topics
@@ -32,29 +29,17 @@ from tests.support.factories import (
     PRE_BASIL,
     CustomerStory,
     StripeFactory,
-    event_bytes,
     one_time_story,
-    signature_header,
     subscription_story,
 )
-from tests.support.processes import RefstreamProcess, kafka_env, read_topic, wait_until
+from tests.support.pipeline import Pipeline, half_up, shuffled_with_duplicates
+from tests.support.processes import read_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 
-SECRET = "whsec_worker_ledger_test"
 PROGRAM_V1 = '[[program]]\nid = "standard"\nrate = "20%"\nhold_days = 30\n'
 PROGRAM_V2 = '[[program]]\nid = "standard"\nrate = "25%"\nhold_days = 30\n'
 MID_YEAR = DEFAULT_START + 6 * 30 * 86_400  # invoices created after this are phase 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def half_up(value: Decimal) -> int:
-    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def expected_invoice_reward(invoice: dict[str, Any], rate: Decimal) -> int:
@@ -105,29 +90,6 @@ def expected_rewards(stories: dict[str, tuple[CustomerStory, str | None]]) -> di
     return expected
 
 
-async def post_all(port: int, events: list[dict[str, Any]], now: int) -> None:
-    url = f"http://127.0.0.1:{port}/webhooks/stripe"
-    limit = asyncio.Semaphore(16)
-
-    async def post(session: aiohttp.ClientSession, event: dict[str, Any]) -> None:
-        body = event_bytes(event)
-        headers = {
-            "Stripe-Signature": signature_header(body, SECRET, now),
-            "Content-Type": "application/json",
-        }
-        async with limit, session.post(url, data=body, headers=headers) as response:
-            assert response.status == 200, await response.text()
-
-    async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(post(session, e) for e in events))
-
-
-def shuffled_with_duplicates(events: list[dict[str, Any]], rng: random.Random) -> list[dict]:
-    deliveries = events + rng.sample(events, k=len(events) // 3)
-    rng.shuffle(deliveries)
-    return deliveries
-
-
 async def rewards_by_payment(kafka: KafkaSettings) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for _, record in await read_topic(kafka.bootstrap, kafka.topic(topics.REWARDS), "reward"):
@@ -140,24 +102,12 @@ async def test_ledger_is_exact_under_shuffles_duplicates_and_a_killed_worker(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
     kafka = kafka_settings
-    port = free_port()
-    env = {
-        **kafka_env(kafka),
-        "REFSTREAM_WEBHOOK_SECRETS": SECRET,
-        "REFSTREAM_INGRESS_PORT": str(port),
-        "REFSTREAM_ATTRIBUTION_WINDOW_S": "20",
-        "REFSTREAM_ONE_TIME_WINDOW_S": "10",
-        "REFSTREAM_TICK_INTERVAL_S": "2",
-        "REFSTREAM_WORKER_SESSION_TIMEOUT_S": "6",
-    }
     await apply_programs(kafka, parse_programs_toml(PROGRAM_V1))
-    ingress = RefstreamProcess(["ingress"], env, tmp_path / "ingress.log").start()
-
-    def worker(n: int) -> RefstreamProcess:
-        worker_env = {**env, "REFSTREAM_WORKER_DATA_DIR": str(tmp_path / f"worker{n}")}
-        return RefstreamProcess(["worker"], worker_env, tmp_path / f"worker{n}.log")
-
-    workers = [worker(1).start(), worker(2).start()]
+    pipeline = Pipeline(
+        kafka,
+        tmp_path,
+        {"REFSTREAM_ATTRIBUTION_WINDOW_S": "20", "REFSTREAM_ONE_TIME_WINDOW_S": "10"},
+    )
     stories = build_stories()
     expected = expected_rewards(stories)
     rng = random.Random(2026)
@@ -165,20 +115,9 @@ async def test_ledger_is_exact_under_shuffles_duplicates_and_a_killed_worker(
     phase1 = [e for e in events if e["created"] < MID_YEAR]
     phase2 = [e for e in events if e["created"] >= MID_YEAR]
     try:
-        async with aiohttp.ClientSession() as session:
-
-            async def ingress_up() -> bool:
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_until(ingress_up, 60, 0.5, "the ingress to listen")
-        now = int(time.time())
-
+        await pipeline.start()
         # Phase 1: months 1-6 under program version 1.
-        await post_all(port, shuffled_with_duplicates(phase1, rng), now)
+        await pipeline.post(shuffled_with_duplicates(phase1, rng))
         phase1_ids = {k for k, v in expected.items() if v[2] == 1}
 
         async def phase1_done() -> bool:
@@ -188,6 +127,7 @@ async def test_ledger_is_exact_under_shuffles_duplicates_and_a_killed_worker(
 
         # Mid-year the program changes; both workers must have read version 2.
         await apply_programs(kafka, parse_programs_toml(PROGRAM_V2))
+        workers = [pipeline.worker(0), pipeline.worker(1)]
         await wait_until(
             lambda: all('"version": 2' in w.log_tail(1_000_000) for w in workers),
             60,
@@ -198,16 +138,16 @@ async def test_ledger_is_exact_under_shuffles_duplicates_and_a_killed_worker(
         # Phase 2: the rest of the year; one worker is SIGKILLed half-way and restarted.
         deliveries = shuffled_with_duplicates(phase2, rng)
         half = len(deliveries) // 2
-        await post_all(port, deliveries[:half], now)
+        await pipeline.post(deliveries[:half])
         workers[0].kill()
-        await post_all(port, deliveries[half:], now)
+        await pipeline.post(deliveries[half:])
         workers[0].start()
 
         async def all_decided() -> bool:
             attributions = await read_topic(
                 kafka.bootstrap, kafka.topic(topics.ATTRIBUTIONS), "attribution"
             )
-            organic = any(r["kind"] == "organic" for _, r in attributions)  # type: ignore[index]
+            organic = any(r["kind"] == "organic" for _, r in attributions)
             return organic and set(expected) <= set(await rewards_by_payment(kafka))
 
         await wait_until(all_decided, 240, 2, "every reward and the organic decision")
@@ -218,11 +158,10 @@ async def test_ledger_is_exact_under_shuffles_duplicates_and_a_killed_worker(
             kafka.bootstrap, kafka.topic(topics.ATTRIBUTIONS), "attribution"
         )
     finally:
-        for process in [*workers, ingress]:
-            process.stop()
+        pipeline.stop()
 
     # Exactly the expected payments earned, once each (re-emissions carry the same record).
-    assert set(found) == set(expected), (set(found) ^ set(expected), workers[0].log_tail())
+    assert set(found) == set(expected), (set(found) ^ set(expected), pipeline.logs())
     for payment_id, records in found.items():
         distinct = {r["reward_id"] for r in records}
         assert len(distinct) == 1, f"{payment_id} rewarded under several ids: {distinct}"
@@ -233,11 +172,8 @@ async def test_ledger_is_exact_under_shuffles_duplicates_and_a_killed_worker(
             assert record["program_version"] == version
             assert record["currency"] == "usd" and record["livemode"] is False
     # Each customer attributed once, from the source that carried its code.
-    sources = {
-        r["customer_key"]: r["source"]  # type: ignore[index]
-        for _, r in attributions
-        if r["kind"] == "attribution"  # type: ignore[index]
-    }
+    attributed = [r for _, r in attributions if r["kind"] == "attribution"]
+    sources = {r["customer_key"]: r["source"] for r in attributed}
     story_of = {name: story for name, (story, _) in stories.items()}
     assert sources[story_of["customer"].key] == "customer_metadata"
     assert sources[story_of["invoice_only"].key] in {
@@ -247,6 +183,6 @@ async def test_ledger_is_exact_under_shuffles_duplicates_and_a_killed_worker(
     assert sources[story_of["one_time"].key] == "charge_metadata"
     assert story_of["organic"].key not in sources
     assert any(
-        r["kind"] == "organic" and r["customer_key"] == story_of["organic"].key  # type: ignore[index]
+        r["kind"] == "organic" and r["customer_key"] == story_of["organic"].key
         for _, r in attributions
     )
