@@ -134,6 +134,8 @@ class _Handlers:
             return await request.read()  # enforces client_max_size on chunked bodies too
         except web.HTTPRequestEntityTooLarge:
             return too_large
+        except ConnectionResetError:  # nobody will read the answer, but it is not our bug
+            return Rejected(Reason.BODY_INCOMPLETE, "the connection closed mid-body")
 
     def _reject(self, request: web.Request, rejected: Rejected) -> web.Response:
         log.info(

@@ -161,8 +161,10 @@ class KafkaPublisher:
         """Flush and close; what Kafka has not taken within CLOSE_GRACE_S is abandoned
         (those requests are answered 503 or were already)."""
         if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
+            # Repeated: a cancellation can be lost when it races a completing wait.
+            while not self._supervisor.done():
+                self._supervisor.cancel()
+                await asyncio.wait({self._supervisor}, timeout=1)
             self._supervisor = None
         self._retire()
         if self._closing:
@@ -269,7 +271,8 @@ class KafkaPublisher:
     async def _connect(self, quiet: bool) -> AIOKafkaProducer | None:
         producer = self._factory()
         try:
-            await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_S)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await producer.start()
         except (KafkaError, OSError, TimeoutError) as exc:
             if not quiet:  # one line per outage, not one per retry
                 log.warning("kafka_connect_failed", extra={"error": type(exc).__name__})
@@ -296,7 +299,8 @@ class KafkaPublisher:
 
     async def _probe(self, producer: AIOKafkaProducer) -> _Probe:
         try:
-            cluster = await asyncio.wait_for(producer.client.fetch_all_metadata(), PROBE_TIMEOUT_S)
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                cluster = await producer.client.fetch_all_metadata()
         except (KafkaError, OSError, TimeoutError):
             return _Probe.UNREACHABLE
         return _Probe.OK if self.topic in cluster.topics() else _Probe.TOPIC_MISSING

@@ -20,6 +20,7 @@ class Reason(StrEnum):
     TIMESTAMP_OUTSIDE_TOLERANCE = "timestamp_outside_tolerance"
     # Body (ingress/app.py, ingress/envelope.py)
     BODY_TOO_LARGE = "body_too_large"
+    BODY_INCOMPLETE = "body_incomplete"  # the client went away before sending all of it
     INVALID_JSON = "invalid_json"
     NOT_A_STRIPE_EVENT = "not_a_stripe_event"
     THIN_EVENT = "thin_event"

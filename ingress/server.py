@@ -46,6 +46,9 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
             host=ingress.host,
             port=ingress.port,
             access_log=None,  # the structured logs and /metrics cover requests
+            # A client that hangs up does not cancel its handler: each request is seen
+            # through to an outcome that is logged and counted.
+            handler_cancellation=False,
             print=None,
             shutdown_timeout=ingress.publish_timeout_ms / 1000 + 2,
         )

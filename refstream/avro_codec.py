@@ -4,17 +4,22 @@ Every value is `C3 01` + the 8-byte CRC-64-AVRO fingerprint of the writer schema
 (little-endian) + the Avro binary body, as the Avro specification defines it. A consumer
 without a schema registry can tell which schema wrote a record, and a value written by a
 schema other than the one expected is refused instead of misread.
+
+The `avro` package parses the schemas, computes fingerprints and checks compatibility;
+the bytes are written and read by fastavro, which bench/sink_bench.py measured at about
+20 times the pure-Python `avro` codec (decoding was the sink's bottleneck).
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import avro.io
 import avro.schema
+import fastavro
 
 from schemas import load_schema
 
@@ -28,6 +33,13 @@ class AvroDecodeError(ValueError):
 @dataclass(frozen=True)
 class AvroCodec:
     schema: avro.schema.RecordSchema
+    _parsed: Any = field(init=False, repr=False, compare=False)
+    _header: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parsed = fastavro.parse_schema(json.loads(str(self.schema)))
+        object.__setattr__(self, "_parsed", parsed)
+        object.__setattr__(self, "_header", MAGIC + self.schema.fingerprint("CRC-64-AVRO"))
 
     @classmethod
     def for_schema(cls, name: str) -> AvroCodec:
@@ -35,16 +47,19 @@ class AvroCodec:
 
     @property
     def header(self) -> bytes:
-        return MAGIC + self.schema.fingerprint("CRC-64-AVRO")
+        return self._header
 
     def encode(self, record: dict[str, Any]) -> bytes:
         out = io.BytesIO()
-        out.write(self.header)
-        avro.io.DatumWriter(self.schema).write(record, avro.io.BinaryEncoder(out))
+        out.write(self._header)
+        try:
+            fastavro.schemaless_writer(out, self._parsed, record)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"not a valid {self.schema.fullname} record: {exc}") from exc
         return out.getvalue()
 
     def decode(self, data: bytes) -> dict[str, Any]:
-        header = self.header
+        header = self._header
         if not data.startswith(header):
             if data[:2] != MAGIC:
                 raise AvroDecodeError("not an Avro single-object encoded value")
@@ -52,11 +67,14 @@ class AvroCodec:
                 f"written by another schema (fingerprint {data[2:10].hex()}), "
                 f"expected {self.schema.fullname} ({header[2:].hex()})"
             )
+        body = io.BytesIO(data)
+        body.seek(len(header))
         try:
-            decoder = avro.io.BinaryDecoder(io.BytesIO(data[len(header) :]))
-            record: dict[str, Any] = avro.io.DatumReader(self.schema).read(decoder)
-        except Exception as exc:  # avro raises assorted types on bad bytes
+            record: dict[str, Any] = fastavro.schemaless_reader(body, self._parsed, None)
+        except Exception as exc:  # fastavro raises assorted types on corrupt bytes
             raise AvroDecodeError(f"corrupt {self.schema.fullname} record: {exc}") from exc
+        if body.tell() != len(data):
+            raise AvroDecodeError(f"corrupt {self.schema.fullname} record: trailing bytes")
         return record
 
 

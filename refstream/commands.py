@@ -70,4 +70,4 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 # The long-running processes `refstream run` supervises, in start order.
-PIPELINE = ["ingress"]
+PIPELINE = ["ingress", "worker", "sink"]

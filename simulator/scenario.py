@@ -30,6 +30,7 @@ import copy
 import random
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
+from itertools import accumulate
 from typing import Any
 
 from simulator.expected import (
@@ -68,7 +69,7 @@ TAX_PROFILES = {
 SUBSCRIBER_CODE_PLACES = ("customer", "subscription", "checkout_session", "invoice_only")
 GUEST_CODE_PLACES = ("charge", "checkout_session")
 DISPUTE_REASONS = ("fraudulent", "product_not_received", "subscription_canceled")
-MAX_CUSTOMERS = 100_000
+MAX_CUSTOMERS = 10_000  # about 350k events and 1.5 GB in memory
 MAX_MONTHS = 36
 
 
@@ -190,8 +191,7 @@ class _Builder:
         self.rng = _Random(config.seed)
         self.codes = referral_codes(config.referrer_count)
         # A few referrers bring most customers (Zipf-like weights), as in real programs.
-        weights = [1.0 / (rank + 1) for rank in range(len(self.codes))]
-        self.code_weights = [sum(weights[: i + 1]) for i in range(len(weights))]
+        self.code_weights = list(accumulate(1.0 / (rank + 1) for rank in range(len(self.codes))))
         self._events: list[tuple[int, int, Json]] = []
         self.payments: list[PaymentFact] = []
         self.customers: list[CustomerFact] = []

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingress.app import WEBHOOK_PATH, create_app
+from ingress.app import METRICS_KEY, WEBHOOK_PATH, create_app
 from ingress.envelope import Envelope
 from ingress.publisher import PublishRefusedError, PublishUnavailableError, Receipt
 from ingress.rejection import Reason
@@ -290,3 +291,38 @@ async def test_secrets_never_reach_logs_or_answers(
         for text in (logged, json.dumps(answers), metrics_text):
             assert secret not in text
             assert secret.removeprefix("whsec_") not in text
+
+
+async def test_a_client_gone_mid_body_is_an_incomplete_body_not_a_bug() -> None:
+    # Served as `refstream ingress` serves (aiohttp's test server cancels handlers instead).
+    publisher = FakePublisher()
+    settings = IngressSettings(webhook_secrets=(Secret(SECRET),))
+    app = create_app(settings, publisher, clock=lambda: NOW)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".encode()
+            + b'{"id": "evt_'
+        )
+        await writer.drain()
+        registry = app[METRICS_KEY].registry
+
+        def sample(name: str, outcome: str | None = None) -> float | None:
+            return registry.get_sample_value(name, {"outcome": outcome} if outcome else None)
+
+        async with asyncio.timeout(10):
+            while sample("refstream_ingress_in_flight") != 1:  # the handler reads the body
+                await asyncio.sleep(0.01)
+            writer.close()
+            while sample("refstream_ingress_in_flight") != 0:
+                await asyncio.sleep(0.01)
+        assert sample("refstream_ingress_requests_total", "body_incomplete") == 1
+        assert sample("refstream_ingress_requests_total", "internal_error") == 0
+        assert publisher.published == []
+    finally:
+        await runner.cleanup()
