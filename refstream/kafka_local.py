@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import shutil
@@ -177,6 +178,11 @@ class LocalKafka:
             os.kill(pid, 0)
         except ProcessLookupError:
             return None
+        if _is_zombie(pid):
+            # Exited, but its parent (us, e.g. `refstream run`) has not reaped it yet.
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            return None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
@@ -258,6 +264,14 @@ async def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
     finally:
         await client.close()
         aiokafka_log.setLevel(previous_level)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def _port_open(port: int) -> bool:

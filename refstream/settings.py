@@ -70,8 +70,9 @@ class IngressSettings:
     # REFSTREAM_SIGNATURE_TOLERANCE_S: accepted clock difference of the signature
     # timestamp, in both directions.
     signature_tolerance_s: int = 300
-    # REFSTREAM_MAX_BODY_BYTES: larger webhook bodies are refused with 413.
-    max_body_bytes: int = 1024 * 1024
+    # REFSTREAM_MAX_BODY_BYTES: larger webhook bodies are refused with 413. The default
+    # leaves room for the envelope under Kafka's default 1 MB record limit.
+    max_body_bytes: int = 512 * 1024
     # REFSTREAM_PUBLISH_TIMEOUT_MS: how long a request waits for the Kafka ack before 503.
     publish_timeout_ms: int = 10_000
     # REFSTREAM_PRODUCER_LINGER_MS: how long the producer waits to fill a batch; concurrent
