@@ -66,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
         "simulator.cli:main",
     )
     _simulate_arguments(simulate)
+    payouts = add("payouts", "mark rewards as paid out", "streams.payouts_cli:main")
+    payouts.add_argument("action", choices=["mark"])
+    payouts.add_argument("--payout-id", required=True, help="your id; a repeat has no effect")
+    payouts.add_argument("--referral-code", required=True)
+    payouts.add_argument("--reward-id", action="append", default=[], help="repeat per reward")
+    payouts.add_argument(
+        "--amount-minor", type=int, required=True, help="cash paid, minor units (e.g. cents)"
+    )
+    payouts.add_argument("--currency", required=True, help="ISO 4217, e.g. usd")
+    payouts.add_argument("--live", action="store_true", help="live mode (default: test mode)")
+    payouts.add_argument("--paid-at", type=int, help="unix seconds (default: now)")
     add("run", "start the local broker and the pipeline on this machine", "refstream.commands:run")
     return parser
 

@@ -144,11 +144,6 @@ class StreamsSettings:
     # REFSTREAM_WORKER_SESSION_TIMEOUT_S: how soon the group notices a dead worker and hands
     # its partitions to the others.
     session_timeout_s: int = 10
-    # REFSTREAM_STRIPE_API_KEY: optional; with it, the worker looks a customer up in Stripe to
-    # settle parked revenue at once instead of waiting for the attribution event.
-    stripe_api_key: Secret | None = None
-    # REFSTREAM_STRIPE_API_BASE: Stripe API base URL (stripe-mock in tests).
-    stripe_api_base: str = "https://api.stripe.com"
 
 
 @dataclass(frozen=True)
@@ -251,7 +246,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"{ENV_PREFIX}SINK_RETRY_MAX_MS must be >= {ENV_PREFIX}SINK_RETRY_INITIAL_MS"
         )
     st = StreamsSettings()
-    api_key = _get(env, "STRIPE_API_KEY")
     streams = StreamsSettings(
         app_id=_str(env, "WORKER_APP_ID", st.app_id),
         data_dir=Path(_str(env, "WORKER_DATA_DIR", str(st.data_dir))),
@@ -263,8 +257,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tenure_window_s=_int(env, "TENURE_WINDOW_S", st.tenure_window_s, minimum=1),
         tick_interval_s=_int(env, "TICK_INTERVAL_S", st.tick_interval_s, minimum=1),
         session_timeout_s=_int(env, "WORKER_SESSION_TIMEOUT_S", st.session_timeout_s, 6),
-        stripe_api_key=Secret(api_key) if api_key else None,
-        stripe_api_base=_str(env, "STRIPE_API_BASE", st.stripe_api_base),
     )
     log_level = _str(env, "LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

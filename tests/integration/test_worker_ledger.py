@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from refstream import topics
 from refstream.settings import KafkaSettings
@@ -116,6 +117,10 @@ async def test_ledger_is_exact_under_shuffles_duplicates_and_a_killed_worker(
     phase2 = [e for e in events if e["created"] >= MID_YEAR]
     try:
         await pipeline.start()
+        # A record that is no Stripe event (a misbehaving producer, not the ingress) must
+        # end in the dead-letter topic with its bytes, and the worker must go on.
+        garbage = b"\xc3\x01 not an envelope"
+        await produce_raw(kafka, topics.STRIPE_EVENTS, b"cus_garbage", garbage)
         # Phase 1: months 1-6 under program version 1.
         await pipeline.post(shuffled_with_duplicates(phase1, rng))
         phase1_ids = {k for k, v in expected.items() if v[2] == 1}
@@ -157,6 +162,10 @@ async def test_ledger_is_exact_under_shuffles_duplicates_and_a_killed_worker(
         attributions = await read_topic(
             kafka.bootstrap, kafka.topic(topics.ATTRIBUTIONS), "attribution"
         )
+        lifecycle = await read_topic(kafka.bootstrap, kafka.topic(topics.LIFECYCLE), "lifecycle")
+        dead = await read_topic(
+            kafka.bootstrap, kafka.topic(topics.STRIPE_EVENTS_DLQ), "dead_letter"
+        )
     finally:
         pipeline.stop()
 
@@ -186,3 +195,23 @@ async def test_ledger_is_exact_under_shuffles_duplicates_and_a_killed_worker(
         r["kind"] == "organic" and r["customer_key"] == story_of["organic"].key
         for _, r in attributions
     )
+    # The upgrade of the referred subscriber is a lifecycle record carrying its referrer.
+    upgrades = [
+        r
+        for _, r in lifecycle
+        if r["customer_key"] == story_of["customer"].key and r["change"] == "plan_changed"
+    ]
+    assert upgrades and {r["referral_code"] for r in upgrades} == {"ALICE"}
+    assert {(r["previous_amount_minor"], r["amount_minor"]) for r in upgrades} == {(4_900, 9_900)}
+    # The garbage record was dead-lettered once per processing, byte for byte.
+    assert dead and {r["value"] for _, r in dead} == {garbage}
+    assert {r["stage"] for _, r in dead} == {"worker"}
+
+
+async def produce_raw(kafka: KafkaSettings, name: str, key: bytes, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(kafka.topic(name), key=key, value=value)
+    finally:
+        await producer.stop()
