@@ -256,15 +256,16 @@ def create_app(settings: Settings) -> faust.App:
     entries_view = JsonTableView(reward_entries)
     payouts_codec, reward_codec = AvroCodec.for_schema("payout"), AvroCodec.for_schema("reward")
 
-    async def apply_step(partition: int, step: Step) -> None:
+    async def apply_step(step: Step) -> bytes:
+        """Emit a referrer step's records, then store what it changed; returns the key."""
         for note in step.notes:
             log.info("referrer_note", extra={"note": note})
         await emit(ReferrerCore.outputs(step))
-        code = step.state["referral_code"]
-        referrers[code.encode()] = ReferrerCore.dump(step.state)  # Step 5
+        key = step.state["referral_code"].encode()
+        referrers[key] = ReferrerCore.dump(step.state)  # Step 5
         for reward_id, entry in step.rewards.items():
             reward_entries[reward_id.encode()] = ReferrerCore.dump(entry)
-        referrer_due.add(partition, code.encode(), ReferrerCore.next_due(step))
+        return key
 
     async def on_referrer_record(event: EventT) -> None:
         source = event.message.topic
@@ -282,17 +283,15 @@ def create_app(settings: Settings) -> faust.App:
             await dead_letter(event, exc, None)
             return
         # InvariantViolation is not caught: a broken ledger invariant stops the agent loudly.
-        await apply_step(event.message.partition, step)
+        key = await apply_step(step)
+        referrer_due.add(event.message.partition, key, ReferrerCore.next_due(step))
 
     async def referrer_due_handler(key: bytes, now_s: int) -> int | None:
         raw_state = referrers.get(key)
         if raw_state is None:
             return None
         step = ReferrerCore.on_tick(json.loads(raw_state), entries_view, now_s)
-        await emit(ReferrerCore.outputs(step))
-        referrers[key] = ReferrerCore.dump(step.state)
-        for reward_id, entry in step.rewards.items():
-            reward_entries[reward_id.encode()] = ReferrerCore.dump(entry)
+        await apply_step(step)
         return ReferrerCore.next_due(step)
 
     referrer_sources = topic(topics.REWARDS, CORRECTIONS, topics.PAYOUTS, REFERRER_TICKS)
