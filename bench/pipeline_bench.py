@@ -135,6 +135,26 @@ async def run_rate(
     poll_ms: list[float] = []
     units = rate * seconds
     async with aiohttp.ClientSession() as session:
+        load_done = asyncio.Event()
+
+        async def poll_until_all_seen(deadline_after_load_s: float = 90) -> None:
+            # Polls run while the load runs: a row seen by a poll became visible before
+            # that poll returned, so its end is the (slightly pessimistic) visibility time.
+            while True:
+                polled_from = time.perf_counter()
+                codes = await visible_codes(session, query_port)
+                now = time.perf_counter()
+                poll_ms.append((now - polled_from) * 1000)
+                for code in codes:
+                    seen_at.setdefault(code, now)
+                if load_done.is_set() and (
+                    all(code in seen_at for code in load.acked_at)
+                    or now > load_end + deadline_after_load_s
+                ):
+                    return
+                await asyncio.sleep(0.25)
+
+        poller = asyncio.create_task(poll_until_all_seen())
         tasks = []
         started = time.perf_counter()
         for i in range(units):
@@ -144,19 +164,9 @@ async def run_rate(
             tasks.append(asyncio.create_task(load.unit(session, i)))
         await asyncio.gather(*tasks)
         load_end = time.perf_counter()
+        load_done.set()
         achieved = units / (load_end - started)
-        deadline = load_end + 90
-        while time.perf_counter() < deadline:
-            # A row seen by a poll became visible before the poll returned: take its end.
-            polled_from = time.perf_counter()
-            codes = await visible_codes(session, query_port)
-            now = time.perf_counter()
-            poll_ms.append((now - polled_from) * 1000)
-            for code in codes:
-                seen_at.setdefault(code, now)
-            if all(code in seen_at for code in load.acked_at):
-                break
-            await asyncio.sleep(0.25)
+        await poller
     latencies = [
         (seen_at[code] - acked) * 1000 for code, acked in load.acked_at.items() if code in seen_at
     ]

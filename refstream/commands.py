@@ -7,6 +7,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import threading
 
 from refstream.kafka_local import LocalKafka, LocalKafkaError, broker_answers
 from refstream.settings import Settings
@@ -46,6 +47,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"refstream run: {exc}", file=sys.stderr)
         return 1
     asyncio.run(ensure_topics(settings.kafka))
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
     children = [
         subprocess.Popen([sys.executable, "-m", "refstream.cli", name]) for name in PIPELINE
     ]
@@ -55,16 +59,18 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        while all(child.poll() is None for child in children):
-            signal.sigtimedwait([signal.SIGINT, signal.SIGTERM], 1.0)
-    except KeyboardInterrupt:
-        pass
+        # Run until told to stop, or until one process dies (then stop the others too).
+        while not stopping.wait(1.0) and all(child.poll() is None for child in children):
+            pass
     finally:
         for child in children:
             if child.poll() is None:
                 child.terminate()
         for child in children:
-            child.wait(timeout=30)
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
     failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM)]
     return 1 if failed else 0
 
