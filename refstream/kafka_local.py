@@ -195,8 +195,13 @@ class LocalKafka:
     def start(self, timeout_s: float = 120.0) -> None:
         if self.running_pid() is None:
             if _port_open(self.port):
+                if asyncio.run(broker_answers(self.bootstrap)):
+                    # Another broker (another checkout's, or one run by hand) serves this
+                    # port: use it rather than fail; `stop` will leave it alone.
+                    log.info("kafka_already_serving", extra={"bootstrap": self.bootstrap})
+                    return
                 raise LocalKafkaError(
-                    f"port {self.port} is taken by a process that is not this broker"
+                    f"port {self.port} is taken by a process that is not a Kafka broker"
                 )
             self.resolve_jars()
             self.write_config()
