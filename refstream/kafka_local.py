@@ -193,6 +193,7 @@ class LocalKafka:
         return pid
 
     def start(self, timeout_s: float = 120.0) -> None:
+        self.resolve_jars()  # even when another broker serves the port: tests reuse the jars
         if self.running_pid() is None:
             if _port_open(self.port):
                 if asyncio.run(broker_answers(self.bootstrap)):
@@ -203,7 +204,6 @@ class LocalKafka:
                 raise LocalKafkaError(
                     f"port {self.port} is taken by a process that is not a Kafka broker"
                 )
-            self.resolve_jars()
             self.write_config()
             self.format_storage()
             pid = self.launch()

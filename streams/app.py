@@ -45,7 +45,8 @@ from faust.types import EventT
 from refstream import topics
 from refstream.avro_codec import AvroCodec, AvroDecodeError
 from refstream.settings import Settings
-from streams.corrections import CorrectionInputError, Step
+from streams.corrections import CorrectionInputError, InvariantViolation, Step
+from streams.invariants import InvariantError
 from streams.stripe_payloads import ParseError
 from streams.worker_core import (
     CORRECTIONS,
@@ -100,7 +101,7 @@ def create_app(settings: Settings) -> faust.App:
     n = kafka.events_partitions
     app = faust.App(
         kafka.topic(conf.app_id),  # its internal topics follow the topic prefix
-        broker=";".join(f"kafka://{host}" for host in kafka.bootstrap.split(",")),
+        broker=[f"kafka://{host.strip()}" for host in kafka.bootstrap.split(",")],
         store="rocksdb://",
         datadir=str(conf.data_dir),
         topic_partitions=n,
@@ -205,7 +206,9 @@ def create_app(settings: Settings) -> faust.App:
             result = customer_core.on_event(
                 raw_state, routed, program_cache.current(), now(), raw_event
             )
-        except BAD_INPUT as exc:
+        except InvariantViolation:
+            raise  # the ledger itself would break: stop loudly, never skip
+        except (*BAD_INPUT, InvariantError) as exc:  # an odd event or a routing fault
             await dead_letter(event, exc, routed.event.event_id)
             return
         stats[result.outcome] += 1

@@ -146,7 +146,12 @@ class CustomerCore:
         decision = decide(before, routed.event, programs.values(), self.config, now=now_s)
         if decision.outcome == Outcome.DUPLICATE:
             return CoreResult(None, outcome=str(decision.outcome))
-        state = _copy(decision.state or before or new_state(routed.event))
+        if decision.state is None:
+            state = new_state(routed.event)
+        elif decision.state is before:  # not handled by the ledger: copy before changing
+            state = _copy(decision.state)
+        else:
+            state = decision.state  # already the ledger's own new copy
         outputs = [Output(o.topic, o.key, o.value) for o in decision.outputs]
         outputs += self._corrections(state, outputs, raw_event)
         outputs += self._lifecycle(state, raw_event)

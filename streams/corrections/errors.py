@@ -3,7 +3,8 @@
     ValueError
      └── CorrectionInputError   bad input (a malformed payload or record): dead-letter it
     RuntimeError
-     └── InvariantViolation     the ledger would break: a bug, fail loudly, never swallow
+     └── streams.invariants.InvariantError   a routing fault in the customer ledger
+          └── InvariantViolation              the ledger would break: fail loudly
 
 Business rejections (a payout naming a pending reward, ...) are values, not exceptions:
 see `payouts.Rejection`.
@@ -11,12 +12,14 @@ see `payouts.Rejection`.
 
 from __future__ import annotations
 
+from streams.invariants import InvariantError
+
 
 class CorrectionInputError(ValueError):
     """An input the core cannot use; the message names the field, never a secret."""
 
 
-class InvariantViolation(RuntimeError):  # noqa: N818 -- the name the issue and docs use
+class InvariantViolation(InvariantError):  # noqa: N818 -- the name the issue and docs use
     """A ledger invariant does not hold; continuing would corrupt balances."""
 
 
