@@ -324,31 +324,6 @@ class InvoicePayment:
     created: int
 
 
-@dataclass(frozen=True)
-class Refund:
-    id: str
-    charge: str | None
-    payment_intent: str | None
-    customer: str | None
-    amount: int
-    currency: str
-    status: str | None
-    reason: str | None
-    created: int
-
-
-@dataclass(frozen=True)
-class Dispute:
-    id: str
-    charge: str
-    payment_intent: str | None
-    amount: int
-    currency: str
-    status: str
-    reason: str | None
-    created: int
-
-
 def _root(data: Mapping[str, Any], name: str) -> _Obj:
     obj = _Obj(data, name)
     kind = obj.opt_str("object")
@@ -537,38 +512,7 @@ def read_invoice_payment(data: Mapping[str, Any]) -> InvoicePayment:
     )
 
 
-def read_refund(data: Mapping[str, Any]) -> Refund:
-    re = _root(data, "refund")
-    return Refund(
-        id=re.req_str("id"),
-        charge=re.opt_str("charge"),
-        payment_intent=re.opt_str("payment_intent"),
-        customer=re.opt_str("customer"),
-        amount=re.req_int("amount"),
-        currency=re.currency(),
-        status=re.opt_str("status"),
-        reason=re.opt_str("reason"),
-        created=re.req_int("created"),
-    )
-
-
-def read_dispute(data: Mapping[str, Any]) -> Dispute:
-    du = _root(data, "dispute")
-    return Dispute(
-        id=du.req_str("id"),
-        charge=du.req_str("charge"),
-        payment_intent=du.opt_str("payment_intent"),
-        amount=du.req_int("amount"),
-        currency=du.currency(),
-        status=du.req_str("status"),
-        reason=du.opt_str("reason"),
-        created=du.req_int("created"),
-    )
-
-
-StripeObject = (
-    Invoice | Charge | Customer | Subscription | CheckoutSession | InvoicePayment | Refund | Dispute
-)
+StripeObject = Invoice | Charge | Customer | Subscription | CheckoutSession | InvoicePayment
 _OBJECT_READERS = {
     "invoice": read_invoice,
     "charge": read_charge,
@@ -576,8 +520,6 @@ _OBJECT_READERS = {
     "subscription": read_subscription,
     "checkout.session": read_checkout_session,
     "invoice_payment": read_invoice_payment,
-    "refund": read_refund,
-    "dispute": read_dispute,
 }
 
 

@@ -16,10 +16,8 @@ from streams.stripe_payloads import (
     read_charge,
     read_checkout_session,
     read_customer,
-    read_dispute,
     read_invoice,
     read_invoice_payment,
-    read_refund,
     read_subscription,
 )
 from tests.support.factories import API_VERSIONS, BASIL, PRE_BASIL, Line, StripeFactory
@@ -161,21 +159,6 @@ def test_other_objects() -> None:
         "pi_1",
         None,
         11_900,
-    )
-    charge = f.charge(amount=700, created=T0, customer="cus_Z", payment_intent="pi_3")
-    re = read_refund(f.refund(charge, amount=200, created=T0 + 5))
-    assert (re.charge, re.payment_intent, re.amount, re.customer) == (
-        charge["id"],
-        "pi_3",
-        200,
-        "cus_Z",
-    )
-    du = read_dispute(f.dispute(charge, created=T0 + 9, status="lost"))
-    assert (du.charge, du.payment_intent, du.amount, du.status) == (
-        charge["id"],
-        "pi_3",
-        700,
-        "lost",
     )
 
 
