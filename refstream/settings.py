@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -139,6 +139,17 @@ class StreamsSettings:
     # REFSTREAM_TENURE_WINDOW_S: how long invoices wait for the customer's first paid
     # invoice (the tenure anchor) before the earliest one seen becomes the anchor.
     tenure_window_s: int = 3 * 86_400
+    # REFSTREAM_STRIPE_API_KEY: optional (sk_... or a restricted rk_... key that can read
+    # customers). With it, revenue that waited REFSTREAM_LOOKUP_AFTER_S for its attribution
+    # makes the worker read the customer's metadata from the Stripe API (customers created
+    # before refstream listened never send customer.created). Only customers of the key's
+    # mode are looked up.
+    stripe_api_key: Secret | None = None
+    # REFSTREAM_STRIPE_API_BASE: the Stripe API's base URL (a stand-in in tests).
+    stripe_api_base: str = "https://api.stripe.com"
+    # REFSTREAM_LOOKUP_AFTER_S: how long revenue waits for its attribution event before the
+    # worker asks the Stripe API (when a key is set).
+    lookup_after_s: int = 60
     # REFSTREAM_TICK_INTERVAL_S: how often workers check attribution windows and holds.
     tick_interval_s: int = 10
     # REFSTREAM_WORKER_SESSION_TIMEOUT_S: how soon the group notices a dead worker and hands
@@ -257,6 +268,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tenure_window_s=_int(env, "TENURE_WINDOW_S", st.tenure_window_s, minimum=1),
         tick_interval_s=_int(env, "TICK_INTERVAL_S", st.tick_interval_s, minimum=1),
         session_timeout_s=_int(env, "WORKER_SESSION_TIMEOUT_S", st.session_timeout_s, 6),
+    )
+    api_key = _get(env, "STRIPE_API_KEY")
+    if api_key is not None and not api_key.startswith(("sk_", "rk_")):
+        # Never echo it: a publishable or webhook key pasted here is still a secret.
+        raise SettingsError(
+            f"{ENV_PREFIX}STRIPE_API_KEY must be a secret (sk_) or restricted (rk_) key"
+        )
+    streams = replace(
+        streams,
+        stripe_api_key=Secret(api_key) if api_key else None,
+        stripe_api_base=_str(env, "STRIPE_API_BASE", st.stripe_api_base),
+        lookup_after_s=_int(env, "LOOKUP_AFTER_S", st.lookup_after_s, minimum=1),
     )
     log_level = _str(env, "LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

@@ -47,6 +47,7 @@ from refstream.avro_codec import AvroCodec, AvroDecodeError
 from refstream.settings import Settings
 from streams.corrections import CorrectionInputError, InvariantViolation, Step
 from streams.invariants import InvariantError
+from streams.stripe_lookup import CustomerLookup, LookupConfig
 from streams.stripe_payloads import ParseError
 from streams.worker_core import (
     CORRECTIONS,
@@ -139,6 +140,11 @@ def create_app(settings: Settings) -> faust.App:
     referrer_due = DueIndex(table("referrer-due"))
     program_cache = ProgramCache(kafka)
     customer_core = CustomerCore.from_settings(settings)
+    lookup = None
+    if conf.stripe_api_key is not None:
+        lookup = CustomerLookup(
+            LookupConfig(conf.stripe_api_key, conf.stripe_api_base, customer_core.config.keys)
+        )
     envelope_codec = AvroCodec.for_schema("stripe_event")
     dead_letter_codec = AvroCodec.for_schema("dead_letter")
     stats: Counter[str] = Counter()
@@ -218,6 +224,16 @@ def create_app(settings: Settings) -> faust.App:
         customer_due.add(event.message.partition, routed.state_key, result.due_s)
 
     async def customer_due_handler(key: bytes, now_s: int) -> int | None:
+        if lookup is not None and (
+            customer_id := customer_core.lookup_target(customers.get(key), now_s)
+        ):
+            # Revenue waited long enough for its attribution event: ask Stripe once.
+            touch = await lookup.touch(customer_id, now_s)
+            stats["looked_up_found" if touch else "looked_up_nothing"] += 1
+            looked = customer_core.on_lookup(customers[key], touch, program_cache.current(), now_s)
+            await emit(looked.outputs)
+            if looked.state is not None:
+                customers[key] = looked.state
         result = customer_core.on_tick(customers.get(key), program_cache.current(), now_s)
         await emit(result.outputs)
         if result.state is not None:

@@ -241,7 +241,7 @@ def next_deadline(state: CustomerState, config: LedgerConfig) -> int | None:
         waiting = [i for i in state.invoices.values() if not i.settled]
         if state.anchor_at is None and waiting:
             deadlines.append(min(i.received_at for i in waiting) + config.tenure_window_s)
-        revenue = _unattributed_revenue(state)
+        revenue = unattributed_revenue(state)
         if state.attribution is None and revenue:
             deadlines.append(min(f.received_at for f in revenue) + config.attribution_window_s)
     return min(deadlines) if deadlines else None
@@ -261,7 +261,7 @@ def _customer_key_of(obj: object) -> str | None:
     return None  # invoice_payment names no customer
 
 
-def _unattributed_revenue(state: CustomerState) -> list[InvoiceFact | ChargeFact]:
+def unattributed_revenue(state: CustomerState) -> list[InvoiceFact | ChargeFact]:
     facts: list[InvoiceFact | ChargeFact] = [i for i in state.invoices.values() if not i.settled]
     facts += [c for c in state.charges.values() if not c.settled and c.kind != KIND_INVOICE]
     return sorted(facts, key=lambda f: (f.event_created, f.event_id))
@@ -411,7 +411,7 @@ class _Run:
             and min(i.received_at for i in waiting) + cfg.tenure_window_s <= self.now
         ):
             self._set_anchor()
-        revenue = _unattributed_revenue(s)
+        revenue = unattributed_revenue(s)
         if (
             s.attribution is None
             and not s.organic

@@ -23,6 +23,7 @@ from typing import Any
 
 from refstream import topics
 from refstream.settings import Settings
+from streams.attribution import Touch
 from streams.config import LedgerConfig
 from streams.corrections import (
     RewardRef,
@@ -50,11 +51,13 @@ from streams.corrections.stripe_facts import (
 from streams.customer_ledger import (
     HANDLED_TYPES,
     Outcome,
+    attribute,
     decide,
     ledger_key,
     new_state,
     next_deadline,
     tick,
+    unattributed_revenue,
 )
 from streams.ledger_state import CustomerState, state_key
 from streams.programs import ProgramVersion
@@ -101,12 +104,26 @@ def _dump(state: dict[str, Any]) -> bytes:
 
 
 class CustomerCore:
-    def __init__(self, config: LedgerConfig) -> None:
+    def __init__(
+        self,
+        config: LedgerConfig,
+        lookup_livemode: bool | None = None,
+        lookup_after_s: int = 60,
+    ) -> None:
         self.config = config
+        # The mode of the Stripe API key, when customer lookups are on (None: off).
+        self.lookup_livemode = lookup_livemode
+        self.lookup_after_s = lookup_after_s
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CustomerCore:
-        return cls(LedgerConfig.from_settings(settings.streams))
+        conf = settings.streams
+        key = conf.stripe_api_key
+        return cls(
+            LedgerConfig.from_settings(conf),
+            lookup_livemode=None if key is None else "_live_" in key.value,
+            lookup_after_s=conf.lookup_after_s,
+        )
 
     @staticmethod
     def route(envelope: Mapping[str, Any]) -> Routed | None:
@@ -166,11 +183,58 @@ class CustomerCore:
         before = _load_customer(raw_state)
         decision = tick(before, programs.values(), self.config, now=now_s)
         if decision.outcome == Outcome.UNCHANGED or decision.state is None:
-            return CoreResult(None, due_s=next_deadline(before, self.config))
+            return CoreResult(None, due_s=self._due(before))
         state = _copy(decision.state)
         outputs = [Output(o.topic, o.key, o.value) for o in decision.outputs]
         outputs += self._corrections(state, outputs, None)
         return self._result(before, state, outputs, str(decision.outcome))
+
+    def lookup_due(self, state: CustomerState) -> int | None:
+        """When to ask the Stripe API for this customer's referral, or None: only once, for
+        a real customer of the key's mode whose revenue waits for an attribution."""
+        if (
+            self.lookup_livemode is None
+            or state.livemode != self.lookup_livemode
+            or state.guest
+            or state.attribution is not None
+            or state.organic
+            or state.extra.get("lookup_done")
+        ):
+            return None
+        waiting = [f.received_at for f in unattributed_revenue(state)]
+        return min(waiting) + self.lookup_after_s if waiting else None
+
+    def _due(self, state: CustomerState) -> int | None:
+        """When the state next needs a tick: a ledger window, or its Stripe lookup."""
+        deadlines = (next_deadline(state, self.config), self.lookup_due(state))
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def lookup_target(self, raw_state: bytes | None, now_s: int) -> str | None:
+        """The customer id to look up now, if its lookup is due."""
+        if raw_state is None:
+            return None
+        state = _load_customer(raw_state)
+        due = self.lookup_due(state)
+        return state.customer_key if due is not None and due <= now_s else None
+
+    def on_lookup(
+        self,
+        raw_state: bytes,
+        touch: Touch | None,
+        programs: Mapping[str, ProgramVersion],
+        now_s: int,
+    ) -> CoreResult:
+        """Apply what the Stripe API said (a touch, or nothing); never asks twice."""
+        before = _load_customer(raw_state)
+        state = _copy(before)
+        outputs: list[Output] = []
+        if touch is not None:
+            decision = attribute(state, touch, programs.values(), self.config, now=now_s)
+            state = _copy(decision.state or state)
+            outputs = [Output(o.topic, o.key, o.value) for o in decision.outputs]
+            outputs += self._corrections(state, outputs, None)
+        state.extra["lookup_done"] = True
+        return self._result(before, state, outputs, "looked_up")
 
     def _corrections(
         self, state: CustomerState, outputs: list[Output], raw_event: Mapping[str, Any] | None
@@ -214,7 +278,7 @@ class CustomerCore:
         return CoreResult(
             state=_dump(state.to_json()) if changed else None,
             outputs=outputs,
-            due_s=next_deadline(state, self.config),
+            due_s=self._due(state),
             outcome=outcome,
         )
 

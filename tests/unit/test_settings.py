@@ -51,6 +51,7 @@ def test_defaults_load_from_an_empty_environment() -> None:
         ({"REFSTREAM_EVENTS_PARTITIONS": "0"}, "REFSTREAM_EVENTS_PARTITIONS"),
         ({"REFSTREAM_WEBHOOK_SECRETS": "sk_live_123"}, "REFSTREAM_WEBHOOK_SECRETS"),
         ({"REFSTREAM_LOG_LEVEL": "loud"}, "REFSTREAM_LOG_LEVEL"),
+        ({"REFSTREAM_STRIPE_API_KEY": "pk_live_publishable"}, "REFSTREAM_STRIPE_API_KEY"),
     ],
 )
 def test_bad_values_fail_fast_naming_the_variable(env: dict[str, str], names: str) -> None:
@@ -67,6 +68,8 @@ def test_secrets_never_show_in_repr_or_errors() -> None:
     with pytest.raises(SettingsError) as excinfo:
         load_settings({"REFSTREAM_WEBHOOK_SECRETS": "sk_live_verysecret"})
     assert "verysecret" not in str(excinfo.value)
+    api = load_settings({"REFSTREAM_STRIPE_API_KEY": "sk_test_alsosecret"})
+    assert "alsosecret" not in repr(api)
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:
