@@ -18,8 +18,12 @@ partition and is read in order). The first that applies, with `key_source`:
   3. data.object.payment_intent (string or expanded) -> "payment_intent" (a guest payment:
      its charge, refund and dispute events carry the same payment intent);
   4. data.object is itself a payment_intent -> its own id, "payment_intent";
-  5. data.object.id -> "object";
-  6. the event id -> "event".
+  5. an invoice_payment (names no customer) -> payment.payment_intent, "payment_intent",
+     else payment.charge, "charge";
+  6. a dispute or refund of a charge made without a payment intent -> data.object.charge,
+     "charge"; a charge without customer or payment intent -> its own id, "charge";
+  7. data.object.id -> "object";
+  8. the event id -> "event".
 The Kafka key is that string in UTF-8; Kafka's default partitioner (murmur2 of the key)
 then maps it to a partition.
 """
@@ -155,6 +159,18 @@ def partition_key_of(event_id: str, type_: str, obj: dict[str, Any]) -> tuple[st
         return payment_intent, "payment_intent"
     if object_type == "payment_intent" and object_id:
         return object_id, "payment_intent"
+    payment = obj.get("payment")
+    if object_type == "invoice_payment" and isinstance(payment, dict):
+        # Names no customer: keyed by the payment whose owner the worker knows.
+        if pi := _ref_id(payment.get("payment_intent")):
+            return pi, "payment_intent"
+        if charge := _ref_id(payment.get("charge")):
+            return charge, "charge"
+    charge = _ref_id(obj.get("charge"))
+    if charge and object_type in ("dispute", "refund"):
+        return charge, "charge"  # a charge made without a payment intent
+    if object_type == "charge" and object_id:
+        return object_id, "charge"  # a guest charge without a payment intent
     if object_id:
         return object_id, "object"
     return event_id, "event"

@@ -101,6 +101,16 @@ def routing_key(event: Json) -> tuple[str, str]:
         return payment_intent, "payment_intent"
     if obj.get("object") == "payment_intent" and ref(obj.get("id")):
         return obj["id"], "payment_intent"
+    payment = obj.get("payment")
+    if obj.get("object") == "invoice_payment" and isinstance(payment, dict):
+        if ref(payment.get("payment_intent")):
+            return ref(payment.get("payment_intent")) or "", "payment_intent"
+        if ref(payment.get("charge")):
+            return ref(payment.get("charge")) or "", "charge"
+    if ref(obj.get("charge")) and obj.get("object") in ("dispute", "refund"):
+        return ref(obj.get("charge")) or "", "charge"
+    if obj.get("object") == "charge" and ref(obj.get("id")):
+        return obj["id"], "charge"
     if ref(obj.get("id")):
         return obj["id"], "object"
     return event["id"], "event"

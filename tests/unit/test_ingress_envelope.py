@@ -147,7 +147,20 @@ def test_unusable_references_fall_through_to_the_next_rule() -> None:
         "customer": {"object": "customer"},
         "payment_intent": 7,
     }
-    assert key_of(event("charge.succeeded", obj)) == ("ch_1", "object")
+    assert key_of(event("charge.succeeded", obj)) == ("ch_1", "charge")
+
+
+def test_rule_5_an_invoice_payment_is_keyed_by_its_payment() -> None:
+    ip = {"id": "inpay_1", "object": "invoice_payment", "invoice": "in_1",
+          "payment": {"type": "payment_intent", "payment_intent": "pi_9"}}
+    assert key_of(event("invoice_payment.paid", ip)) == ("pi_9", "payment_intent")
+    ip["payment"] = {"type": "charge", "charge": "ch_9"}
+    assert key_of(event("invoice_payment.paid", ip)) == ("ch_9", "charge")
+
+
+def test_rule_6_a_dispute_without_payment_intent_is_keyed_by_its_charge() -> None:
+    dp = {"id": "dp_1", "object": "dispute", "charge": "ch_7", "payment_intent": None}
+    assert key_of(event("charge.dispute.created", dp)) == ("ch_7", "charge")
 
 
 @pytest.mark.parametrize("api_version", [PRE_BASIL, BASIL])
