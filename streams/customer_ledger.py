@@ -59,6 +59,7 @@ from streams.config import LedgerConfig
 from streams.invariants import invariant
 from streams.ledger_state import (
     ChargeFact,
+    charge_ids_of_invoice,
     CheckoutPayment,
     CustomerState,
     InvoiceFact,
@@ -66,6 +67,7 @@ from streams.ledger_state import (
     state_key,
 )
 from streams.programs import ProgramVersion
+from refstream.topics import REWARDS
 from streams.records import (
     KIND_ATTRIBUTION,
     KIND_CONFLICT,
@@ -120,6 +122,7 @@ _OBJECT_OF_TYPE = (
 )
 KIND_INVOICE = "invoice"
 KIND_ONE_TIME = "one_time"
+KIND_UNMATCHED = "unmatched"  # looked like an invoice's payment, no unique match: no reward
 
 
 class Outcome(StrEnum):
@@ -147,7 +150,7 @@ def ledger_key(event: StripeEvent) -> str | None:
     if event.key_source == "customer" or (
         event.key_source == "payment_intent" and not event.type.startswith("invoice_payment.")
     ):
-        return state_key(event.livemode, event.partition_key)
+        return state_key(event.livemode, event.partition_key, event.account)
     return None
 
 
@@ -156,6 +159,7 @@ def new_state(event: StripeEvent) -> CustomerState:
         customer_key=event.partition_key,
         livemode=event.livemode,
         guest=event.key_source == "payment_intent",
+        account=event.account,
     )
 
 
@@ -181,6 +185,10 @@ def decide(
         state.livemode == event.livemode,
         f"event {event.event_id} (livemode={event.livemode}) routed to state {state.key}",
     )
+    invariant(
+        state.account == event.account,
+        f"event {event.event_id} (account={event.account}) routed to state {state.key}",
+    )
     about = _customer_key_of(obj)
     invariant(
         about is None or about == state.customer_key,
@@ -193,6 +201,7 @@ def decide(
     run.apply_touches(touches_in(event, obj, config.keys))
     run.record(event, obj)
     run.settle()
+    run.complete_payment_ids()
     return Decision(run.state, tuple(run.outputs), Outcome.APPLIED)
 
 
@@ -225,6 +234,7 @@ def tick(
     run = _Run(state.copy(), programs, config, now=now, decided_at=now)
     run.expire_windows()
     run.settle()
+    run.complete_payment_ids()
     if not run.outputs and run.state.to_json() == state.to_json():
         return Decision(state, (), Outcome.UNCHANGED)
     return Decision(run.state, tuple(run.outputs), Outcome.APPLIED)
@@ -337,7 +347,7 @@ class _Run:
         if (
             event.type not in REVENUE_INVOICE_TYPES
             or inv.status not in (None, "paid")
-            or inv.amount_paid <= 0
+            or inv.amount_earning <= 0
             or inv.id in s.invoices
         ):
             return
@@ -345,7 +355,7 @@ class _Run:
         s.invoices[inv.id] = InvoiceFact(
             invoice_id=inv.id,
             currency=inv.currency,
-            amount_paid=inv.amount_paid,
+            amount_paid=inv.amount_earning,  # paid through Stripe (STRIPE_FLOWS.md §1)
             total=inv.total,
             total_excluding_tax=inv.total_excluding_tax,
             billing_reason=inv.billing_reason,
@@ -402,6 +412,11 @@ class _Run:
             if invoice_id is not None:
                 self._link(invoice_id, charge=charge.charge_id)
                 charge.kind = KIND_INVOICE
+            elif cfg.match_charges_by_amount and self._looks_like_invoice_payment(charge):
+                # An invoice of that amount exists but the match is not unique: guessing
+                # could mis-assign, and earning it as one-time could count it twice.
+                charge.kind = KIND_UNMATCHED
+                charge.settled = True
             else:
                 charge.kind = KIND_ONE_TIME
         waiting = [i for i in s.invoices.values() if not i.settled]
@@ -434,10 +449,31 @@ class _Run:
             and abs(inv.paid_at - charge.created) <= window
             and not self._payment_known(inv)
         ]
-        if not candidates:
-            return None
-        best = min(candidates, key=lambda i: (abs(i.paid_at - charge.created), i.invoice_id))
-        return best.invoice_id
+        if len(candidates) != 1:
+            return None  # none, or a guess between several: never mis-assign
+        (only,) = candidates
+        rivals = [
+            c
+            for c in self.state.charges.values()
+            if c.charge_id != charge.charge_id
+            and not c.settled
+            and c.kind is None
+            and invoice_for_charge(self.state, c.charge_id) is None
+            and c.currency == only.currency
+            and c.amount_captured == only.amount_paid
+            and abs(only.paid_at - c.created) <= window
+        ]
+        return None if rivals else only.invoice_id
+
+    def _looks_like_invoice_payment(self, charge: ChargeFact) -> bool:
+        window = self.config.one_time_window_s
+        return any(
+            inv.currency == charge.currency
+            and inv.amount_paid == charge.amount_captured
+            and abs(inv.paid_at - charge.created) <= window
+            and not self._payment_known(inv)
+            for inv in self.state.invoices.values()
+        )
 
     def _payment_known(self, inv: InvoiceFact) -> bool:
         """True when some link already names the payment of `inv` (then no guessing)."""
@@ -567,6 +603,40 @@ class _Run:
                         s, touch, pv, payment, line, decided_at=self.decided_at, now=self.now
                     )
                 )
+
+    def complete_payment_ids(self) -> None:
+        """Re-emit a reward whose invoice's single payment became known after it was
+        decided (basil: invoice_payment.paid, or the charge of a known payment intent),
+        with `revision` + 1. Money fields never change between revisions."""
+        s = self.state
+        for reward_id in sorted(s.rewards):
+            record = s.rewards[reward_id]
+            invoice_id = record.get("invoice_id")
+            if invoice_id is None or record["line"] == KIND_ONE_TIME:
+                continue
+            if record.get("charge_id") and record.get("payment_intent_id"):
+                continue
+            pis = sorted(p for p, inv in s.invoice_of_payment_intent.items() if inv == invoice_id)
+            fact = s.invoices.get(invoice_id)
+            if fact is not None:
+                pis = sorted(set(pis) | set(fact.payment_intent_ids))
+            charges = charge_ids_of_invoice(s, invoice_id)
+            pi = pis[0] if len(pis) == 1 else None
+            charge = charges[0] if len(charges) == 1 else None
+            if len(pis) > 1 or len(charges) > 1:
+                continue  # several payments: the correction core keeps their shares
+            new_pi = record.get("payment_intent_id") or pi
+            new_charge = record.get("charge_id") or charge
+            if (new_pi, new_charge) == (record.get("payment_intent_id"), record.get("charge_id")):
+                continue
+            revised = {
+                **record,
+                "payment_intent_id": new_pi,
+                "charge_id": new_charge,
+                "revision": int(record.get("revision", 0)) + 1,
+            }
+            s.rewards[reward_id] = revised
+            self.outputs.append(Output(REWARDS, revised["referral_code"], revised))
 
     def _store_reward(self, out: Output) -> None:
         rewards = self.state.rewards

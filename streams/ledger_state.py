@@ -23,9 +23,16 @@ from streams.invariants import invariant
 STATE_FORMAT = 1
 
 
-def state_key(livemode: bool, customer_key: str) -> str:
-    """Table key of a customer's state: the mode is part of it, so modes never share state."""
-    return f"{'live' if livemode else 'test'}:{customer_key}"
+def mode_tag(livemode: bool, account: str | None = None) -> str:
+    """"live" / "test", and "@acct_..." for a Connect account: part of every state key and
+    record id, so modes and accounts can never share state or replace each other's records."""
+    mode = "live" if livemode else "test"
+    return mode if account is None else f"{mode}@{account}"
+
+
+def state_key(livemode: bool, customer_key: str, account: str | None = None) -> str:
+    """Table key of a customer's state: mode and account are part of it."""
+    return f"{mode_tag(livemode, account)}:{customer_key}"
 
 
 @dataclass
@@ -96,10 +103,11 @@ class CustomerState:
     rewards: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> reward record
     attributions: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> record
     extra: dict[str, Any] = field(default_factory=dict)
+    account: str | None = None  # Connect: the connected account, None for the platform
 
     @property
     def key(self) -> str:
-        return state_key(self.livemode, self.customer_key)
+        return state_key(self.livemode, self.customer_key, self.account)
 
     @property
     def customer_id(self) -> str | None:
@@ -126,6 +134,7 @@ class CustomerState:
             "rewards": copy.deepcopy(self.rewards),
             "attributions": copy.deepcopy(self.attributions),
             "extra": copy.deepcopy(self.extra),
+            "account": self.account,
         }
 
     @classmethod
@@ -154,6 +163,7 @@ class CustomerState:
             rewards=copy.deepcopy(data["rewards"]),
             attributions=copy.deepcopy(data["attributions"]),
             extra=copy.deepcopy(data["extra"]),
+            account=data.get("account"),
         )
 
     def copy(self) -> CustomerState:

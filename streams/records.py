@@ -17,7 +17,7 @@ from typing import Any
 
 from refstream.topics import ATTRIBUTIONS, REWARDS
 from streams.attribution import Touch
-from streams.ledger_state import CustomerState
+from streams.ledger_state import CustomerState, mode_tag
 from streams.programs import ProgramVersion
 from streams.rewards import RewardLine, reward_id
 
@@ -36,8 +36,14 @@ class Output:
     value: dict[str, Any]
 
 
-def attribution_id(livemode: bool, kind: str, customer_key: str, code: str | None = None) -> str:
-    base = f"{'live' if livemode else 'test'}/{kind}/{customer_key}"
+def attribution_id(
+    livemode: bool,
+    kind: str,
+    customer_key: str,
+    code: str | None = None,
+    account: str | None = None,
+) -> str:
+    base = f"{mode_tag(livemode, account)}/{kind}/{customer_key}"
     return base if code is None else f"{base}/{code}"
 
 
@@ -45,7 +51,11 @@ def attribution_output(state: CustomerState, kind: str, touch: Touch) -> Output:
     """An attribution or conflict record for `touch`."""
     value = {
         "attribution_id": attribution_id(
-            state.livemode, kind, state.customer_key, touch.code if kind == KIND_CONFLICT else None
+            state.livemode,
+            kind,
+            state.customer_key,
+            touch.code if kind == KIND_CONFLICT else None,
+            state.account,
         ),
         "kind": kind,
         "customer_key": state.customer_key,
@@ -59,13 +69,16 @@ def attribution_output(state: CustomerState, kind: str, touch: Touch) -> Output:
         "event_type": touch.event_type,
         "attributed_at": touch.at,
         "livemode": state.livemode,
+        "account": state.account,
     }
     return Output(ATTRIBUTIONS, state.customer_key, value)
 
 
 def organic_output(state: CustomerState, event_id: str, event_type: str, at: int) -> Output:
     value = {
-        "attribution_id": attribution_id(state.livemode, KIND_ORGANIC, state.customer_key),
+        "attribution_id": attribution_id(
+            state.livemode, KIND_ORGANIC, state.customer_key, account=state.account
+        ),
         "kind": KIND_ORGANIC,
         "customer_key": state.customer_key,
         "customer_id": state.customer_id,
@@ -78,6 +91,7 @@ def organic_output(state: CustomerState, event_id: str, event_type: str, at: int
         "event_type": event_type,
         "attributed_at": at,
         "livemode": state.livemode,
+        "account": state.account,
     }
     return Output(ATTRIBUTIONS, state.customer_key, value)
 
@@ -115,7 +129,9 @@ def reward_output(
     """A reward record; status is payable at once when the hold is already over at `now`."""
     hold_until = payment.paid_at + program.program.hold_days * SECONDS_PER_DAY
     value = {
-        "reward_id": reward_id(state.livemode, program.program.id, payment.payment_id, line.line),
+        "reward_id": reward_id(
+            state.livemode, program.program.id, payment.payment_id, line.line, state.account
+        ),
         "line": line.line,
         "referral_code": touch.code,
         "customer_key": state.customer_key,
@@ -141,5 +157,7 @@ def reward_output(
         "paid_at": payment.paid_at,
         "source_event_id": payment.source_event_id,
         "decided_at": decided_at,
+        "revision": 0,
+        "account": state.account,
     }
     return Output(REWARDS, touch.code, value)

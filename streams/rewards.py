@@ -150,10 +150,15 @@ def one_time_lines(
     return _capped(program, currency, [line], used_minor)
 
 
-def reward_id(livemode: bool, program_id: str, payment_id: str, line: str) -> str:
-    """Deterministic id of a reward: the same cause always yields the same id. The mode is
-    part of it so that live and test records can never replace each other downstream."""
-    return f"{'live' if livemode else 'test'}/{program_id}/{payment_id}/{line}"
+def reward_id(
+    livemode: bool, program_id: str, payment_id: str, line: str, account: str | None = None
+) -> str:
+    """Deterministic id of a reward: the same cause always yields the same id. The mode (and
+    the Connect account) is part of it so that live and test records, or two accounts'
+    records, can never replace each other downstream."""
+    mode = "live" if livemode else "test"
+    mode = mode if account is None else f"{mode}@{account}"
+    return f"{mode}/{program_id}/{payment_id}/{line}"
 
 
 def used_by_program(

@@ -212,6 +212,8 @@ class InvoiceLine:
     amount: int
     subscription_id: str | None  # set on subscription lines and on subscription prorations
     is_subscription_line: bool  # pre-basil type=subscription / basil subscription_item_details
+    proration: bool
+    metered: bool  # usage billed in arrears (pre-basil price.recurring.usage_type)
     period_start: int | None
     period_end: int | None
     metadata: Mapping[str, str]
@@ -237,20 +239,43 @@ class Invoice:
     lines: tuple[InvoiceLine, ...]
     payment_intent_ids: tuple[str, ...]
     charge_ids: tuple[str, ...]
+    amount_paid_off_stripe: int = 0
+    paid_out_of_band: bool = False
+
+    @property
+    def amount_earning(self) -> int:
+        """Money paid through Stripe (docs/STRIPE_FLOWS.md §1): the same invoice earns the
+        same on every API version, nothing for what was marked paid outside Stripe."""
+        if self.paid_out_of_band:
+            return 0
+        return max(0, self.amount_paid - self.amount_paid_off_stripe)
 
     @property
     def service_start(self) -> int | None:
-        """Start of the earliest service period of its subscription lines (or None).
+        """Start of the subscription's own service period (docs/STRIPE_FLOWS.md §5).
 
         Renewals start exactly on the subscription's monthly anniversaries, so this is the
-        stable clock for tenure months; `paid_at` drifts with retries and dunning.
+        stable clock for tenure months; `paid_at` drifts with retries and dunning. Proration
+        lines and metered usage billed in arrears carry the previous cycle's periods, so
+        they are ignored, and among the licensed lines the latest start wins. Without such
+        a line (truncated `lines`), a cycle invoice's own period ends where the new cycle
+        starts; a creation invoice's starts there.
         """
         starts = [
             line.period_start
             for line in self.lines
-            if line.subscription_id is not None and line.period_start is not None
+            if line.is_subscription_line
+            and not line.proration
+            and not line.metered
+            and line.period_start is not None
         ]
-        return min(starts) if starts else None
+        if starts:
+            return max(starts)
+        if self.billing_reason == "subscription_cycle" and self.period_end is not None:
+            return self.period_end
+        if self.billing_reason == "subscription_create" and self.period_start is not None:
+            return self.period_start
+        return None
 
 
 @dataclass(frozen=True)
@@ -336,20 +361,30 @@ def _line(obj: _Obj) -> InvoiceLine:
     parent = obj.obj("parent")  # basil
     subscription_id = obj.opt_str("subscription")  # pre-basil
     is_sub_line = obj.opt_str("type") == "subscription"
+    proration = obj.flag("proration")
+    price = obj.obj("price") or obj.obj("plan")
+    recurring = None if price is None else price.obj("recurring")
+    metered = (recurring is not None and recurring.opt_str("usage_type") == "metered") or (
+        price is not None and price.opt_str("usage_type") == "metered"  # plan objects
+    )
     if parent is not None:
         sub_item = parent.obj("subscription_item_details")
         item = parent.obj("invoice_item_details")
         if sub_item is not None:
             is_sub_line = True
             subscription_id = sub_item.opt_str("subscription")
+            proration = sub_item.flag("proration")
         elif item is not None:
             subscription_id = item.opt_str("subscription")
+            proration = proration or item.flag("proration")
     period = obj.obj("period")
     return InvoiceLine(
         id=obj.opt_str("id"),
         amount=obj.req_int("amount"),
         subscription_id=subscription_id,
         is_subscription_line=is_sub_line,
+        proration=proration,
+        metered=metered,
         period_start=None if period is None else period.opt_int("start"),
         period_end=None if period is None else period.opt_int("end"),
         metadata=obj.metadata(),
@@ -396,18 +431,27 @@ def read_invoice(data: Mapping[str, Any]) -> Invoice:
                 bucket.append(value)
     transitions = inv.obj("status_transitions")
     total = inv.req_int("total")
+    amount_paid = inv.opt_int("amount_paid")
+    if amount_paid is None:  # before 2018-02-28: no amount_paid, only `paid`
+        amount_paid = inv.req_int("amount_due") if inv.flag("paid") else 0
+    created = inv.opt_int("created")
+    if created is None:  # before 2019-03-14 the creation time was `date`
+        created = inv.req_int("date")
+    status = inv.opt_str("status")
+    if status is None and inv.flag("paid"):
+        status = "paid"
     return Invoice(
         id=inv.req_str("id"),
         customer=inv.opt_str("customer"),
         currency=inv.currency(),
-        amount_paid=inv.req_int("amount_paid"),
+        amount_paid=amount_paid,
         total=total,
         total_excluding_tax=_total_excluding_tax(inv, total),
-        subtotal=inv.req_int("subtotal"),
+        subtotal=inv.opt_int("subtotal") if inv.opt_int("subtotal") is not None else total,
         billing_reason=inv.opt_str("billing_reason"),
-        status=inv.opt_str("status"),
+        status=status,
         paid_at=None if transitions is None else transitions.opt_int("paid_at"),
-        created=inv.req_int("created"),
+        created=created,
         period_start=inv.opt_int("period_start"),
         period_end=inv.opt_int("period_end"),
         subscription_id=subscription_id,
@@ -415,6 +459,8 @@ def read_invoice(data: Mapping[str, Any]) -> Invoice:
         lines=tuple(_line(line) for line in inv.items("lines")),
         payment_intent_ids=tuple(pis),
         charge_ids=tuple(charges),
+        amount_paid_off_stripe=inv.opt_int("amount_paid_off_stripe") or 0,
+        paid_out_of_band=inv.flag("paid_out_of_band"),
     )
 
 

@@ -38,11 +38,14 @@ from streams.corrections import (
     new_customer_state,
     new_referrer_state,
     next_hold_until,
+    link_payment,
     refund_fact,
     register_customer_reward,
     register_referrer_reward,
 )
 from streams.corrections.lifecycle import EVENT_TYPES as LIFECYCLE_TYPES
+from streams.corrections.refs import PaymentLink
+from streams.corrections.stripe_facts import link_facts
 from streams.corrections.stripe_facts import (
     CHARGE_REFUND_EVENTS,
     DISPUTE_EVENTS,
@@ -64,6 +67,8 @@ from streams.programs import ProgramVersion
 from streams.stripe_payloads import StripeEvent, parse_envelope
 
 CORRECTION_TYPES = CHARGE_REFUND_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS
+# invoice_payment.* names no customer: it reaches the owner's state through the link agent.
+LINK_TYPES = frozenset({"invoice_payment.paid", "invoice_payment.canceled"})
 # Internal topics of the worker (JSON values; not a contract with anyone else).
 CORRECTIONS = "refstream.corrections"  # customer side -> referrer side, key: referral code
 LINKS = "refstream.links"  # payment intent -> owner, and events to re-key, key: payment intent
@@ -131,12 +136,14 @@ class CustomerCore:
         handles (counted and skipped, not an error)."""
         event = parse_envelope(envelope)
         key = ledger_key(event)
-        if (
-            key is None
-            and event.type in CORRECTION_TYPES | LIFECYCLE_TYPES
-            and event.key_source in ("customer", "payment_intent")
+        if key is None and (
+            (
+                event.type in CORRECTION_TYPES | LIFECYCLE_TYPES
+                and event.key_source in ("customer", "payment_intent", "charge")
+            )
+            or (event.type in LINK_TYPES and event.key_source in ("payment_intent", "charge"))
         ):
-            key = state_key(event.livemode, event.partition_key)
+            key = state_key(event.livemode, event.partition_key, event.account)
         return None if key is None else Routed(event, key.encode())
 
     @staticmethod
@@ -144,9 +151,12 @@ class CustomerCore:
         """A refund or dispute keyed by a payment intent that no state lives under: the
         payment belongs to a customer keyed elsewhere (or is not seen yet)."""
         event = routed.event
+        if raw_state is not None:
+            return False
+        if event.type in LINK_TYPES:
+            return event.key_source in ("payment_intent", "charge")  # names no customer
         return (
-            raw_state is None
-            and event.key_source == "payment_intent"
+            event.key_source in ("payment_intent", "charge")
             and event.type in CORRECTION_TYPES
             and event.type not in HANDLED_TYPES  # the ledger itself handles guest payments
         )
@@ -249,7 +259,14 @@ class CustomerCore:
                     book, RewardRef.from_reward_record(out.record)
                 )
                 corrections += found
+        cause = _cause(raw_event, state)
+        for link in _ledger_links(state, book, cause):
+            book, found = link_payment(book, link)
+            corrections += found
         if raw_event is not None:
+            for link in link_facts(raw_event):
+                book, found = link_payment(book, link)
+                corrections += found
             if (fact := refund_fact(raw_event)) is not None:
                 book, found = apply_refund(book, fact)
                 corrections += found
@@ -283,6 +300,30 @@ class CustomerCore:
         )
 
 
+def _cause(raw_event: Mapping[str, Any] | None, state: CustomerState) -> tuple[str, int]:
+    """(event id, time) to name as the cause of links the ledger found on its own."""
+    if raw_event is not None:
+        return str(raw_event.get("id")), int(raw_event.get("created") or 0)
+    return f"tick:{state.customer_key}", 0
+
+
+def _ledger_links(
+    state: CustomerState, book: Mapping[str, Any], cause: tuple[str, int]
+) -> list[PaymentLink]:
+    """Links the ledger knows (pre-basil payloads, Checkout, the amount match) for invoices
+    the correction core has no link for yet."""
+    known = book.get("links", {})
+    found: list[PaymentLink] = []
+    for pi, invoice_id in sorted(state.invoice_of_payment_intent.items()):
+        if not known.get(invoice_id) and invoice_id in state.invoices:
+            found.append(PaymentLink(invoice_id, pi, None, None, *cause))
+    for charge, invoice_id in sorted(state.invoice_of_charge.items()):
+        linked = known.get(invoice_id) or any(f.invoice_id == invoice_id for f in found)
+        if not linked and invoice_id in state.invoices:
+            found.append(PaymentLink(invoice_id, None, charge, None, *cause))
+    return found
+
+
 def _load_customer(raw: bytes) -> CustomerState:
     return CustomerState.from_json(json.loads(raw))
 
@@ -297,6 +338,8 @@ def payment_intents(state: CustomerState | None) -> set[str]:
     if state is None:
         return set()
     found = {c.payment_intent_id for c in state.charges.values() if c.payment_intent_id}
+    # A charge made without a payment intent is its own payment (its disputes name it).
+    found |= {c.charge_id for c in state.charges.values() if not c.payment_intent_id}
     found |= set(state.invoice_of_payment_intent)
     for invoice in state.invoices.values():
         found |= set(invoice.payment_intent_ids)

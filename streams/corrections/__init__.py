@@ -35,6 +35,7 @@ from streams.corrections.lifecycle import lifecycle_records
 from streams.corrections.payments import (
     apply_dispute,
     apply_refund,
+    link_payment,
     new_customer_state,
 )
 from streams.corrections.payments import register_reward as register_customer_reward
@@ -65,6 +66,7 @@ __all__ = [
     "apply_dispute",
     "apply_payout",
     "apply_refund",
+    "link_payment",
     "balance_key",
     "check_consistency",
     "dispute_fact",

@@ -49,9 +49,10 @@ BUCKETS = {
 }
 
 
-def balance_key(currency: str, livemode: bool) -> str:
-    """Key of a balance inside one referrer's state."""
-    return f"{currency.lower()}:{'live' if livemode else 'test'}"
+def balance_key(currency: str, livemode: bool, account: str | None = None) -> str:
+    """Key of a balance inside one referrer's state (per Connect account too)."""
+    mode = "live" if livemode else "test"
+    return f"{currency.lower()}:{mode if account is None else f'{mode}@{account}'}"
 
 
 def new_balance(referral_code: str, currency: str, livemode: bool) -> Balance:

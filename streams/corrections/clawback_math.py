@@ -14,6 +14,7 @@ clawed for refunds, so
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, localcontext
+from fractions import Fraction
 
 from streams.corrections.errors import invariant
 
@@ -54,3 +55,11 @@ def refund_clawback_minor(
     never below zero (a stale, lower point) and never more than is left of the reward."""
     due = refund_target_minor(reward_minor, refunded_total_minor, payment_minor)
     return max(0, min(due - refund_clawed_minor, left_minor))
+
+
+def fraction_half_up(value: Fraction) -> int:
+    """ROUND_HALF_UP of an exact non-negative fraction: the one rounding rule, on exact
+    arithmetic (shares of shares stay exact until this single rounding)."""
+    invariant(value >= 0, f"negative amount {value}")
+    whole, rest = divmod(value.numerator, value.denominator)
+    return whole + (1 if 2 * rest >= value.denominator else 0)

@@ -85,6 +85,7 @@ def lifecycle_records(
         "currency": _currency(obj, items),
         "interval": interval,
         "livemode": bool(event.get("livemode", obj.get("livemode", False))),
+        "account": event.get("account") if isinstance(event.get("account"), str) else None,
         "source_event_id": event_id,
         "occurred_at": created,
         "interval_count": interval_count,

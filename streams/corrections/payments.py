@@ -1,379 +1,488 @@
-"""Per-customer correction state: turns refund and dispute facts into corrections.
+"""Per-customer correction state: turns what Stripe says about payments into corrections.
 
-State (JSON-serialisable, one value per customer key; `new_customer_state()`):
+The rules are docs/STRIPE_FLOWS.md §2-§4. In short, for a reward R on an invoice with
+earning amount A, paid by payments p (a payment intent, or a charge without one) with
+shares a_p, captured c_p, refunded r_p and disputed d_p (chargebacks only, never more than
+what is not refunded):
 
-    {"payments": {payment_key: {
-        "payment_intent_id": str | None,
-        "charge_ids": [str, ...],
-        "currency": str | None,
-        "charges": {charge_id: {"refunded_max_minor": int, "refunds": {refund_id: int}}},
-        "refund_cause": {"event_id", "occurred_at", "charge_id", "refund_id"} | None,
-        "disputes": {dispute_id: {"charge_id", "state": "open" | "lost" | "reinstated",
-                                  "opened": {"event_id", "occurred_at"},
-                                  "closed": {"event_id", "occurred_at"} | None}},
-        "rewards": {reward_id: {"ref": RewardRef.to_dict(), "refund_clawed_minor": int,
-                                "dispute_clawed": {dispute_id: int},
-                                "reinstated": {dispute_id: int}}}}}}
+    F = sum a_p * r_p / c_p          (money of the invoice refunded, exact fraction)
+    L = F + sum a_p * d_p / c_p      (money lost, capped at A)
+    refund target  = RHU(R * F / A)
+    total target   = RHU(R * L / A); each dispute's target is its cumulative share of
+                     (total - refund target), in dispute id order
 
-A payment is found by its payment intent or any of its charges; an event that reveals
-both links (and, if needed, merges) what was seen under each. Facts are stored even when
-no reward exists yet (refund or dispute before the payment event): they settle when the
-reward is registered.
+Every fact moves the targets; the difference to what is already clawed becomes a new
+record: a clawback when positive, a reinstatement when negative (a refund failed or was
+canceled, a dispute was won). Reinstatements are emitted before clawbacks so the
+referrer side never sees a reward clawed below zero in between.
 
-How much of a charge is refunded: the larger of the highest cumulative amount_refunded
-seen (charge events) and the sum of distinct refunds seen (refund events). Both are lower
-bounds of the truth that only grow, so duplicates and stale, reordered events change
-nothing. Known limit: a refund that fails after it was counted is not given back.
+State (JSON, one value per customer key; `new_customer_state()`):
 
-Outputs are corrections: clawback records (schemas/clawback.avsc) without `mode` and
-`applied_to_status`, which the referrer side decides (`referrer_book.apply_correction`).
+    {"format": 2,
+     "charges": {charge_id: {"pi", "currency", "captured", "release",
+                             "snap": [at, rank, amount_refunded] | None,
+                             "refunds": {refund_id: {"amount", "rank", "created", "void_at"}},
+                             "disputes": {dispute_id: {"amount", "currency", "rank",
+                                                       "opened", "closed"}}}},
+     "links": {invoice_id: {payment_key: share_minor | None}},
+     "rewards": {reward_id: {"ref", "clawed": {"refund": int, "disputes": {id: int}},
+                             "ids": [record ids used]}},
+     "cause": {"event_id", "occurred_at", "charge_id", "refund_id"} | None}
+
+Facts are kept even when no reward exists yet (a refund before its payment): they settle
+when the reward registers. A charge whose captured amount is not known yet is assumed to
+have paid exactly its share (the usual case); when the charge shows up the targets move
+and the difference is recorded.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
-from streams.corrections import ids
-from streams.corrections.clawback_math import refund_clawback_minor, refund_target_minor
+from streams.corrections.clawback_math import fraction_half_up
 from streams.corrections.errors import CorrectionInputError, invariant
-from streams.corrections.refs import DisputeFact, RefundFact, RewardRef
+from streams.corrections.refs import DisputeFact, PaymentLink, RefundFact, RewardRef
 
 Correction = dict[str, Any]
 State = dict[str, Any]
+FORMAT = 2
 
-# Dispute statuses that end in the merchant's favour: the money came back.
+# Refund statuses move forward only; failed and canceled are terminal and count nothing.
+REFUND_RANK = {"pending": 0, "requires_action": 0, "succeeded": 1, "failed": 2, "canceled": 2}
+VOID_RANK = 2
+# Dispute status classes, in the only order they move: inquiry < chargeback < lost < won.
+DISPUTE_RANK = {
+    "warning_needs_response": 0,
+    "warning_under_review": 0,
+    "warning_closed": 1,
+    "needs_response": 2,
+    "under_review": 2,
+    "lost": 3,
+    "won": 4,
+    "prevented": 4,
+}
+CHARGEBACK_RANKS = frozenset({2, 3})  # funds withdrawn and not given back
+# Kept for readers of the previous module (simulator, docs).
 FAVOURABLE_DISPUTE_STATUSES = frozenset({"won", "warning_closed", "prevented"})
 LOST_DISPUTE_STATUSES = frozenset({"lost"})
 
 
 def new_customer_state() -> State:
-    return {"payments": {}}
+    return {"format": FORMAT, "charges": {}, "links": {}, "rewards": {}, "cause": None}
+
+
+def upgrade(state: Mapping[str, Any]) -> State:
+    """State of an earlier format, read into this one (format 1 kept payments by intent)."""
+    if state.get("format") == FORMAT:
+        return copy.deepcopy(dict(state))
+    new = new_customer_state()
+    for payment in state.get("payments", {}).values():
+        pi = payment.get("payment_intent_id")
+        for charge_id, charge in payment.get("charges", {}).items():
+            mine = _charge(new, charge_id, pi, payment.get("currency"))
+            if charge.get("refunded_max_minor"):
+                mine["snap"] = [0, 0, charge["refunded_max_minor"]]
+            for refund_id, amount in charge.get("refunds", {}).items():
+                mine["refunds"][refund_id] = {
+                    "amount": amount,
+                    "rank": 1,
+                    "created": 0,
+                    "void_at": None,
+                }
+        for dispute_id, dispute in payment.get("disputes", {}).items():
+            rank = {"open": 2, "lost": 3, "reinstated": 4}[dispute["state"]]
+            mine = _charge(new, dispute["charge_id"], pi, payment.get("currency"))
+            mine["disputes"][dispute_id] = {
+                "amount": None,
+                "currency": None,
+                "rank": rank,
+                "opened": dispute["opened"],
+                "closed": dispute.get("closed"),
+            }
+        for reward_id, entry in payment.get("rewards", {}).items():
+            new["rewards"][reward_id] = {
+                "ref": entry["ref"],
+                "clawed": {
+                    "refund": entry["refund_clawed_minor"],
+                    "disputes": {
+                        d: entry["dispute_clawed"][d] - entry["reinstated"].get(d, 0)
+                        for d in entry["dispute_clawed"]
+                    },
+                },
+                "ids": [],
+            }
+        if payment.get("refund_cause"):
+            new["cause"] = payment["refund_cause"]
+    return new
+
+
+# --- inputs -----------------------------------------------------------------------------
 
 
 def register_reward(state: State, ref: RewardRef) -> tuple[State, list[Correction]]:
-    """Record a reward on its payment and settle refunds and disputes already seen.
-
-    A reward id seen before has no second effect."""
-    state = copy.deepcopy(state)
-    if any(ref.reward_id in p["rewards"] for p in state["payments"].values()):
+    """Record a reward and settle refunds and disputes already seen. A reward id seen
+    before has no second effect."""
+    state = upgrade(state)
+    if ref.reward_id in state["rewards"]:
         return state, []
-    charges = [ref.charge_id] if ref.charge_id else []
-    key = _locate(state, ref.payment_intent_id, charges, fallback=f"reward:{ref.reward_id}")
-    payment = state["payments"][key]
-    _check_currency(payment, ref.currency, ref.reward_id)
-    payment["rewards"][ref.reward_id] = {
+    state["rewards"][ref.reward_id] = {
         "ref": ref.to_dict(),
-        "refund_clawed_minor": 0,
-        "dispute_clawed": {},
-        "reinstated": {},
+        "clawed": {"refund": 0, "disputes": {}},
+        "ids": [],
     }
-    return state, _settle(payment)
+    if ref.invoice_id is not None and (ref.payment_intent_id or ref.charge_id):
+        _link(state, ref.invoice_id, ref.payment_intent_id or ref.charge_id or "", None)
+    if ref.charge_id is not None:
+        _charge(state, ref.charge_id, ref.payment_intent_id, ref.currency)
+    return state, _settle(state, state["cause"])
+
+
+def link_payment(state: State, link: PaymentLink) -> tuple[State, list[Correction]]:
+    """An invoice <-> payment link (invoice_payment.paid, invoice.payments, charge.invoice
+    ...); a share seen once stays (links never move money twice)."""
+    state = upgrade(state)
+    key = link.payment_intent_id or link.charge_id
+    if key is None:
+        raise CorrectionInputError(f"{link.event_id}: a payment link names no payment")
+    if link.charge_id is not None:
+        _charge(state, link.charge_id, link.payment_intent_id, None)
+    _link(state, link.invoice_id, key, link.share_minor)
+    cause = {
+        "event_id": link.event_id,
+        "occurred_at": link.occurred_at,
+        "charge_id": link.charge_id,
+        "refund_id": None,
+    }
+    state["cause"] = cause
+    return state, _settle(state, cause)
 
 
 def apply_refund(state: State, fact: RefundFact) -> tuple[State, list[Correction]]:
-    """Advance a charge's refund progress; claw back each reward's new refunded share."""
-    state = copy.deepcopy(state)
-    key = _locate(state, fact.payment_intent_id, [fact.charge_id])
-    payment = state["payments"][key]
-    if fact.currency:
-        _check_currency(payment, fact.currency.lower(), fact.event_id)
-    before = _refunded_total(payment)
-    charge = payment["charges"][fact.charge_id]
+    """A charge snapshot (cumulative amount_refunded) or one refund's status."""
+    state = upgrade(state)
+    charge = _charge(state, fact.charge_id, fact.payment_intent_id, fact.currency)
+    if fact.amount_captured_minor is not None:
+        charge["captured"] = fact.amount_captured_minor
+    if fact.release_minor:
+        charge["release"] = max(charge["release"], fact.release_minor)
     if fact.refunded_total_minor is not None:
-        charge["refunded_max_minor"] = max(charge["refunded_max_minor"], fact.refunded_total_minor)
-    if fact.refund_id and fact.counts and fact.refund_amount_minor is not None:
-        charge["refunds"].setdefault(fact.refund_id, fact.refund_amount_minor)
-    if _refunded_total(payment) > before:
-        # Only the event that moved the point is its cause; stale repeats are not.
-        payment["refund_cause"] = {
-            "event_id": fact.event_id,
-            "occurred_at": fact.occurred_at,
-            "charge_id": fact.charge_id,
-            "refund_id": fact.refund_id,
-        }
-    return state, _settle(payment)
+        snap = [fact.occurred_at, 1 if fact.decreased else 0, fact.refunded_total_minor]
+        if charge["snap"] is None or snap > charge["snap"]:
+            charge["snap"] = snap
+    if fact.refund_id is not None and fact.refund_amount_minor is not None:
+        rank = REFUND_RANK.get(fact.refund_status or "succeeded", 1)
+        if not fact.counts:
+            rank = VOID_RANK
+        refund = charge["refunds"].setdefault(
+            fact.refund_id,
+            {
+                "amount": fact.refund_amount_minor,
+                "rank": rank,
+                "created": fact.refund_created if fact.refund_created is not None else 0,
+                "void_at": None,
+            },
+        )
+        if rank > refund["rank"]:
+            refund["rank"] = rank
+        if rank == VOID_RANK and refund["void_at"] is None:
+            refund["void_at"] = fact.occurred_at
+    cause = {
+        "event_id": fact.event_id,
+        "occurred_at": fact.occurred_at,
+        "charge_id": fact.charge_id,
+        "refund_id": fact.refund_id,
+    }
+    state["cause"] = cause
+    return state, _settle(state, cause)
 
 
 def apply_dispute(state: State, fact: DisputeFact) -> tuple[State, list[Correction]]:
-    """Open, lose or win a dispute. Opening claws back what is left of each reward on the
-    payment; a favourable close reinstates exactly that. A dispute closed in the merchant's
-    favour is final, so later or stale events about it have no effect; a lost dispute can
-    still be won on appeal. A close seen before the open acts as both, with the same ids."""
-    state = copy.deepcopy(state)
-    key = _locate(state, fact.payment_intent_id, [fact.charge_id])
-    payment = state["payments"][key]
+    """A dispute observation. Its status class only moves forward (inquiry < chargeback <
+    lost < won), so stale and reordered events change nothing."""
+    state = upgrade(state)
+    charge = _charge(state, fact.charge_id, fact.payment_intent_id, None)
     seen = {"event_id": fact.event_id, "occurred_at": fact.occurred_at}
-    if fact.status in FAVOURABLE_DISPUTE_STATUSES:
-        new_state = "reinstated"
-    elif fact.status in LOST_DISPUTE_STATUSES:
-        new_state = "lost"
-    else:
-        new_state = "open"
-    dispute = payment["disputes"].get(fact.dispute_id)
-    if dispute is None:
-        payment["disputes"][fact.dispute_id] = {
-            "charge_id": fact.charge_id,
-            "state": new_state,
-            "opened": seen,
-            "closed": None if new_state == "open" else seen,
-        }
-    elif dispute["state"] != "reinstated":
-        dispute["state"] = new_state
-        if new_state != "open":
+    # A status Stripe adds later (e.g. an appeal's) is an open chargeback until it is final.
+    rank = DISPUTE_RANK.get(fact.status, 2)
+    dispute = charge["disputes"].setdefault(
+        fact.dispute_id,
+        {"amount": None, "currency": None, "rank": -1, "opened": seen, "closed": None},
+    )
+    if fact.amount_minor is not None:
+        dispute["amount"] = fact.amount_minor
+    if fact.currency is not None:
+        dispute["currency"] = fact.currency.lower()
+    if rank > dispute["rank"]:
+        dispute["rank"] = rank
+        if rank >= 3:
             dispute["closed"] = seen
-    return state, _settle(payment)
+    cause = {**seen, "charge_id": fact.charge_id, "refund_id": None}
+    state["cause"] = cause
+    return state, _settle(state, cause)
 
 
-def reward_left_minor(entry: dict[str, Any]) -> int:
+def reward_left_minor(entry: Mapping[str, Any]) -> int:
     """What is left of a reward after its refund and dispute corrections."""
-    return (
-        entry["ref"]["amount_minor"]
-        - entry["refund_clawed_minor"]
-        - sum(entry["dispute_clawed"].values())
-        + sum(entry["reinstated"].values())
+    clawed = entry["clawed"]
+    return entry["ref"]["amount_minor"] - clawed["refund"] - sum(clawed["disputes"].values())
+
+
+# --- state helpers ----------------------------------------------------------------------
+
+
+def _charge(state: State, charge_id: str, pi: str | None, currency: str | None) -> dict:
+    charge = state["charges"].setdefault(
+        charge_id,
+        {
+            "pi": pi,
+            "currency": None,
+            "captured": None,
+            "release": 0,
+            "snap": None,
+            "refunds": {},
+            "disputes": {},
+        },
     )
+    if pi is not None and charge["pi"] is None:
+        charge["pi"] = pi
+    if pi is not None and charge["pi"] != pi:
+        raise CorrectionInputError(f"charge {charge_id} seen under two payment intents")
+    if currency:
+        currency = currency.lower()
+        if charge["currency"] is None:
+            charge["currency"] = currency
+        elif charge["currency"] != currency:
+            raise CorrectionInputError(
+                f"charge {charge_id}: currency {currency}, seen before as {charge['currency']}"
+            )
+    return charge
 
 
-# --- payment lookup ---------------------------------------------------------------------
+def _link(state: State, invoice_id: str, payment_key: str, share: int | None) -> None:
+    links = state["links"].setdefault(invoice_id, {})
+    if links.get(payment_key) is None:
+        links[payment_key] = share
 
 
-def _new_payment(payment_intent_id: str | None) -> dict[str, Any]:
-    return {
-        "payment_intent_id": payment_intent_id,
-        "charge_ids": [],
-        "currency": None,
-        "charges": {},
-        "refund_cause": None,
-        "disputes": {},
-        "rewards": {},
-    }
+def _payment_key(charge_id: str, charge: Mapping[str, Any]) -> str:
+    return charge["pi"] or charge_id
 
 
-def _locate(
-    state: State, payment_intent_id: str | None, charge_ids: Iterable[str], fallback: str = ""
-) -> str:
-    """Key of the payment these ids belong to: found, created, or merged from several."""
-    payments = state["payments"]
-    charge_ids = list(charge_ids)
-    matches = sorted(
-        key
-        for key, p in payments.items()
-        if (payment_intent_id and p["payment_intent_id"] == payment_intent_id)
-        or any(c in p["charge_ids"] for c in charge_ids)
+def _refunded(charge: Mapping[str, Any]) -> int:
+    """Customer money returned on one charge (STRIPE_FLOWS.md §3)."""
+    release = charge["release"]
+    refunds = sorted(charge["refunds"].items(), key=lambda kv: (kv[1]["created"], kv[0]))
+    release_refund = None
+    if release:
+        release_refund = next((rid for rid, r in refunds if r["amount"] == release), None)
+    counted = sum(
+        r["amount"] for rid, r in refunds if r["rank"] < VOID_RANK and rid != release_refund
     )
-    if not matches:
-        if payment_intent_id:
-            key = f"pi:{payment_intent_id}"
-        elif charge_ids:
-            key = f"ch:{charge_ids[0]}"
-        else:
-            key = fallback
-        invariant(bool(key), "a payment needs a payment intent, a charge or a fallback key")
-        payments[key] = _new_payment(payment_intent_id)
-        matches = [key]
-    key = matches[0]
-    for other in matches[1:]:
-        _merge(payments[key], payments.pop(other))
-    payment = payments[key]
-    if payment_intent_id and payment["payment_intent_id"] is None:
-        payment["payment_intent_id"] = payment_intent_id
-    if payment_intent_id and payment["payment_intent_id"] != payment_intent_id:
-        raise CorrectionInputError(f"charge {charge_ids} seen under two payment intents")
-    for charge_id in charge_ids:
-        if charge_id not in payment["charge_ids"]:
-            payment["charge_ids"] = sorted([*payment["charge_ids"], charge_id])
-        payment["charges"].setdefault(charge_id, {"refunded_max_minor": 0, "refunds": {}})
-    return key
-
-
-def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
-    if (
-        into["payment_intent_id"]
-        and other["payment_intent_id"]
-        and into["payment_intent_id"] != other["payment_intent_id"]
-    ):
-        raise CorrectionInputError(
-            f"a charge links payment intents {into['payment_intent_id']} "
-            f"and {other['payment_intent_id']}"
+    from_snapshot = 0
+    if charge["snap"] is not None:
+        at, rank, amount = charge["snap"]
+        voided_later = sum(
+            r["amount"]
+            for rid, r in refunds
+            if rid != release_refund
+            and r["void_at"] is not None
+            and r["created"] <= at
+            and (r["void_at"] > at or (r["void_at"] == at and rank == 0))
         )
-    into["payment_intent_id"] = into["payment_intent_id"] or other["payment_intent_id"]
-    into["charge_ids"] = sorted(set(into["charge_ids"]) | set(other["charge_ids"]))
-    if other["currency"]:
-        _check_currency(into, other["currency"], "merged payment")
-    for charge_id, charge in other["charges"].items():
-        mine = into["charges"].setdefault(charge_id, {"refunded_max_minor": 0, "refunds": {}})
-        mine["refunded_max_minor"] = max(mine["refunded_max_minor"], charge["refunded_max_minor"])
-        for refund_id, amount in charge["refunds"].items():
-            mine["refunds"].setdefault(refund_id, amount)
-    causes = [c for c in (into["refund_cause"], other["refund_cause"]) if c]
-    into["refund_cause"] = max(causes, key=lambda c: c["occurred_at"]) if causes else None
-    rank = {"open": 0, "lost": 1, "reinstated": 2}
-    for dispute_id, dispute in other["disputes"].items():
-        mine = into["disputes"].get(dispute_id)
-        if mine is None or rank[dispute["state"]] > rank[mine["state"]]:
-            into["disputes"][dispute_id] = dispute
-    into["rewards"].update(other["rewards"])
+        from_snapshot = max(0, amount - release - voided_later)
+    total = max(counted, from_snapshot)
+    captured = charge["captured"]
+    return total if captured is None else min(total, captured)
 
 
-def _check_currency(payment: dict[str, Any], currency: str, what: str) -> None:
-    if payment["currency"] is None:
-        payment["currency"] = currency
-    elif payment["currency"] != currency:
-        raise CorrectionInputError(
-            f"{what}: currency {currency} on a payment in {payment['currency']}"
-        )
+def _disputed(charge: Mapping[str, Any], refunded: int) -> list[tuple[str, int]]:
+    """(dispute id, money withdrawn) of a charge's chargebacks, in id order, never more in
+    total than what refunds left."""
+    captured = charge["captured"]
+    room = None if captured is None else max(0, captured - refunded)
+    out: list[tuple[str, int]] = []
+    for dispute_id in sorted(charge["disputes"]):
+        dispute = charge["disputes"][dispute_id]
+        if dispute["rank"] not in CHARGEBACK_RANKS:
+            out.append((dispute_id, 0))
+            continue
+        amount = dispute["amount"]
+        other_currency = dispute["currency"] and dispute["currency"] != charge["currency"]
+        if amount is None or other_currency:
+            amount = captured  # the whole charge; None while the charge is not known
+        if room is not None:
+            amount = room if amount is None else min(amount, room)
+            room -= amount
+        out.append((dispute_id, amount if amount is not None else -1))
+    return out
 
 
-def _refunded_total(payment: dict[str, Any]) -> int:
-    return sum(
-        max(c["refunded_max_minor"], sum(c["refunds"].values()))
-        for c in payment["charges"].values()
-    )
+def _payments_of(state: State, ref: Mapping[str, Any]) -> dict[str, int | None]:
+    """The payments of a reward and their shares (None: the whole earning amount)."""
+    if ref.get("invoice_id"):
+        links: dict[str, int | None] = {}
+        for key, share in state["links"].get(ref["invoice_id"], {}).items():
+            charge = state["charges"].get(key)
+            key = _payment_key(key, charge) if charge is not None else key  # one payment
+            if links.get(key) is None:
+                links[key] = share
+        if links:
+            return links
+    key = ref.get("payment_intent_id") or ref.get("charge_id")
+    if key is None and ref.get("charge_id"):
+        key = ref["charge_id"]
+    if ref.get("charge_id") and ref["charge_id"] in state["charges"]:
+        key = _payment_key(ref["charge_id"], state["charges"][ref["charge_id"]])
+    return {} if key is None else {key: None}
+
+
+def _targets(state: State, entry: Mapping[str, Any]) -> tuple[int, dict[str, int]]:
+    """(refund target, {dispute id: target}) of one reward now."""
+    ref = entry["ref"]
+    reward, whole = ref["amount_minor"], ref["payment_amount_minor"]
+    payments = _payments_of(state, ref)
+    explicit = sum(share for share in payments.values() if share is not None)
+    refunded_money = Fraction(0)
+    dispute_money: dict[str, Fraction] = {}
+    for key, share in sorted(payments.items()):
+        charges = [
+            (cid, c)
+            for cid, c in sorted(state["charges"].items())
+            if key in (cid, _payment_key(cid, c))
+        ]
+        known = [c["captured"] for _, c in charges if c["captured"] is not None]
+        if share is None:
+            share = max(0, whole - explicit) if len(payments) > 1 else whole
+        captured = sum(known) if known else share
+        if captured <= 0 or share <= 0:
+            continue
+        refunded = 0
+        for _, charge in charges:
+            r = _refunded(charge)
+            refunded += r
+            for dispute_id, amount in _disputed(charge, r):
+                amount = (charge["captured"] or share) if amount < 0 else amount
+                dispute_money[dispute_id] = Fraction(share * amount, captured)
+        refunded_money += Fraction(share * min(refunded, captured), captured)
+    refunded_money = min(refunded_money, Fraction(whole))
+    lost = min(Fraction(whole), refunded_money + sum(dispute_money.values(), Fraction(0)))
+    refund_target = fraction_half_up(reward * refunded_money / whole)
+    dispute_total = fraction_half_up(reward * lost / whole) - refund_target
+    disputes: dict[str, int] = {}
+    money_total = sum(dispute_money.values(), Fraction(0))
+    running, given = Fraction(0), 0
+    for dispute_id in sorted(dispute_money):
+        running += dispute_money[dispute_id]
+        upto = 0 if money_total == 0 else fraction_half_up(dispute_total * running / money_total)
+        disputes[dispute_id] = upto - given
+        given = upto
+    return refund_target, disputes
 
 
 # --- settlement -------------------------------------------------------------------------
 
 
-def _settle(payment: dict[str, Any]) -> list[Correction]:
-    """Bring every reward of the payment up to date: refunds first, then disputes in id
-    order. Idempotent: settling twice emits nothing the second time."""
+def _settle(state: State, cause: Mapping[str, Any] | None) -> list[Correction]:
+    """Bring every reward up to its targets. Idempotent: settling twice emits nothing."""
     out: list[Correction] = []
-    refunded = _refunded_total(payment)
-    for reward_id in sorted(payment["rewards"]):
-        entry = payment["rewards"][reward_id]
-        out.extend(_settle_refunds(payment, entry, refunded, None))
-        for dispute_id in sorted(payment["disputes"]):
-            out.extend(_settle_dispute(payment, entry, refunded, dispute_id))
-        _check_entry(entry, refunded)
+    for reward_id in sorted(state["rewards"]):
+        entry = state["rewards"][reward_id]
+        refund_target, dispute_targets = _targets(state, entry)
+        clawed = entry["clawed"]
+        moves: list[tuple[str, str | None, int]] = [
+            ("refund", None, refund_target - clawed["refund"])
+        ]
+        for dispute_id in sorted(set(dispute_targets) | set(clawed["disputes"])):
+            target = dispute_targets.get(dispute_id, 0)
+            moves.append(("dispute", dispute_id, target - clawed["disputes"].get(dispute_id, 0)))
+        # Give back first, then take: the reward never dips below zero in between.
+        for reason, dispute_id, delta in sorted(moves, key=lambda m: m[2]):
+            if delta == 0:
+                continue
+            invariant(cause is not None, f"reward {reward_id}: a correction without a cause")
+            out.append(_record(state, entry, reason, dispute_id, delta, cause or {}))
+        _check_entry(entry)
     return out
 
 
-def _settle_refunds(
-    payment: dict[str, Any], entry: dict[str, Any], refunded: int, after_dispute: str | None
-) -> list[Correction]:
-    ref = entry["ref"]
-    amount = refund_clawback_minor(
-        reward_minor=ref["amount_minor"],
-        payment_minor=ref["payment_amount_minor"],
-        refunded_total_minor=refunded,
-        refund_clawed_minor=entry["refund_clawed_minor"],
-        left_minor=reward_left_minor(entry),
-    )
-    if amount == 0:
-        return []
-    cause = payment["refund_cause"]
-    invariant(cause is not None, "a refund clawback without a refund")
-    entry["refund_clawed_minor"] += amount
-    if after_dispute is None:
-        clawback_id = ids.refund_clawback_id(ref["reward_id"], refunded)
-        source = cause
-    else:
-        clawback_id = ids.refund_catch_up_id(ref["reward_id"], refunded, after_dispute)
-        source = payment["disputes"][after_dispute]["closed"]
-    return [
-        _correction(
-            ref,
-            clawback_id=clawback_id,
-            kind="clawback",
-            reason="refund",
-            amount_minor=amount,
-            charge_id=cause["charge_id"],
-            refund_id=cause["refund_id"],
-            dispute_id=None,
-            refunded_total_minor=refunded,
-            source=source,
-        )
-    ]
-
-
-def _settle_dispute(
-    payment: dict[str, Any], entry: dict[str, Any], refunded: int, dispute_id: str
-) -> list[Correction]:
-    ref, dispute = entry["ref"], payment["disputes"][dispute_id]
-    out: list[Correction] = []
-    common = {
-        "reason": "dispute",
-        "charge_id": dispute["charge_id"],
-        "refund_id": None,
-        "dispute_id": dispute_id,
-        "refunded_total_minor": None,
-    }
-    if dispute_id not in entry["dispute_clawed"]:
-        amount = reward_left_minor(entry)
-        entry["dispute_clawed"][dispute_id] = amount  # recorded even at 0: opened once
-        if amount > 0:
-            out.append(
-                _correction(
-                    ref,
-                    clawback_id=ids.dispute_clawback_id(ref["reward_id"], dispute_id),
-                    kind="clawback",
-                    amount_minor=amount,
-                    source=dispute["opened"],
-                    **common,
-                )
-            )
-    if dispute["state"] == "reinstated" and dispute_id not in entry["reinstated"]:
-        amount = entry["dispute_clawed"][dispute_id]
-        entry["reinstated"][dispute_id] = amount
-        if amount > 0:
-            out.append(
-                _correction(
-                    ref,
-                    clawback_id=ids.dispute_reinstatement_id(ref["reward_id"], dispute_id),
-                    kind="reinstatement",
-                    amount_minor=amount,
-                    source=dispute["closed"],
-                    **common,
-                )
-            )
-        # Refund share the dispute held back (it had taken everything) is due now.
-        out.extend(_settle_refunds(payment, entry, refunded, dispute_id))
-    return out
-
-
-def _check_entry(entry: dict[str, Any], refunded: int) -> None:
-    ref = entry["ref"]
-    left = reward_left_minor(entry)
-    invariant(
-        0 <= left <= ref["amount_minor"],
-        f"reward {ref['reward_id']}: {left} left of {ref['amount_minor']}",
-    )
-    target = refund_target_minor(ref["amount_minor"], refunded, ref["payment_amount_minor"])
-    invariant(
-        entry["refund_clawed_minor"] <= target,
-        f"reward {ref['reward_id']}: refunds clawed {entry['refund_clawed_minor']} > {target}",
-    )
-
-
-def _correction(
-    ref: dict[str, Any],
-    *,
-    clawback_id: str,
-    kind: str,
+def _record(
+    state: State,
+    entry: dict[str, Any],
     reason: str,
-    amount_minor: int,
-    charge_id: str | None,
-    refund_id: str | None,
     dispute_id: str | None,
-    refunded_total_minor: int | None,
-    source: dict[str, Any],
+    delta: int,
+    cause: Mapping[str, Any],
 ) -> Correction:
+    ref, clawed = entry["ref"], entry["clawed"]
+    kind = "clawback" if delta > 0 else "reinstatement"
+    if reason == "refund":
+        clawed["refund"] += delta
+        base = f"{ref['reward_id']}/refund/{_point(state, entry)}"
+        charge_id, refund_id = cause.get("charge_id"), cause.get("refund_id")
+    else:
+        assert dispute_id is not None
+        clawed["disputes"][dispute_id] = clawed["disputes"].get(dispute_id, 0) + delta
+        base = f"{ref['reward_id']}/dispute/{dispute_id}"
+        base += "/opened" if kind == "clawback" else "/reinstated"
+        charge_id = _charge_of_dispute(state, dispute_id)
+        refund_id = None
+    if reason == "refund" and kind == "reinstatement":
+        base += "/reinstated"
+    record_id, n = base, 1
+    while record_id in entry["ids"]:
+        n += 1
+        record_id = f"{base}/{n}"
+    entry["ids"].append(record_id)
     return {
-        "clawback_id": clawback_id,
+        "clawback_id": record_id,
         "reward_id": ref["reward_id"],
         "kind": kind,
         "reason": reason,
         "referral_code": ref["referral_code"],
         "customer_key": ref["customer_key"],
-        "amount_minor": amount_minor,
+        "amount_minor": abs(delta),
         "currency": ref["currency"],
         "livemode": ref["livemode"],
+        "account": ref.get("account"),
         "charge_id": charge_id,
         "refund_id": refund_id,
         "dispute_id": dispute_id,
-        "refunded_total_minor": refunded_total_minor,
-        "source_event_id": source["event_id"],
-        "occurred_at": source["occurred_at"],
+        "refunded_total_minor": _refunded_total(state, entry) if reason == "refund" else None,
+        "source_event_id": cause.get("event_id"),
+        "occurred_at": cause.get("occurred_at"),
     }
+
+
+def _charge_of_dispute(state: State, dispute_id: str) -> str | None:
+    return next((cid for cid, c in state["charges"].items() if dispute_id in c["disputes"]), None)
+
+
+def _refunded_total(state: State, entry: Mapping[str, Any]) -> int:
+    """Refunded minor units of the reward's payments (what the record reports)."""
+    keys = set(_payments_of(state, entry["ref"]))
+    return sum(
+        _refunded(c)
+        for cid, c in state["charges"].items()
+        if cid in keys or _payment_key(cid, c) in keys
+    )
+
+
+def _point(state: State, entry: Mapping[str, Any]) -> str:
+    return str(_refunded_total(state, entry))
+
+
+def _check_entry(entry: Mapping[str, Any]) -> None:
+    ref, clawed = entry["ref"], entry["clawed"]
+    left = reward_left_minor(entry)
+    invariant(
+        0 <= left <= ref["amount_minor"],
+        f"reward {ref['reward_id']}: {left} left of {ref['amount_minor']}",
+    )
+    invariant(clawed["refund"] >= 0, f"reward {ref['reward_id']}: negative refund clawed")
+    invariant(
+        all(v >= 0 for v in clawed["disputes"].values()),
+        f"reward {ref['reward_id']}: negative dispute clawed",
+    )

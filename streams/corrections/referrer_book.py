@@ -99,7 +99,7 @@ def check_consistency(state: State, entries: Mapping[str, Entry]) -> None:
         if entry["referral_code"] != code:
             continue
         holds.check_entry(entry)
-        key = balances.balance_key(entry["currency"], entry["livemode"])
+        key = balances.balance_key(entry["currency"], entry["livemode"], entry.get("account"))
         sums = expected.setdefault(key, dict.fromkeys(balances.BUCKETS, 0))
         if entry["status"] in sums:
             sums[entry["status"]] += holds.standing_minor(entry)
@@ -172,6 +172,7 @@ def _reward_record(ref: RewardRef) -> dict[str, Any]:
         "reward_amount_minor": ref.amount_minor,
         "currency": ref.currency,
         "livemode": ref.livemode,
+        "account": ref.account,
         "status": ref.status,
     }
 

@@ -80,7 +80,7 @@ class Step:
         )
         if balances.moves_nothing(kind, record):
             return
-        key = balances.balance_key(record["currency"], record["livemode"])
+        key = balances.balance_key(record["currency"], record["livemode"], record.get("account"))
         current = self.state["balances"].get(key) or balances.new_balance(
             record["referral_code"], record["currency"], record["livemode"]
         )

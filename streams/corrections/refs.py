@@ -63,6 +63,8 @@ def _reward_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         "paid_at": _int(data, "paid_at", minimum=0),
         "hold_until": _int(data, "hold_until", minimum=0),
         "status": data.get("status", "pending"),
+        "invoice_id": _opt_str(data, "invoice_id"),
+        "account": _opt_str(data, "account"),
     }
     if fields["status"] not in INITIAL_STATUSES:
         raise CorrectionInputError(
@@ -87,6 +89,8 @@ class RewardRef:
     paid_at: int
     hold_until: int
     status: str = "pending"
+    invoice_id: str | None = None  # None for a one-time charge's reward
+    account: str | None = None  # Connect: the connected account, None for the platform
 
     def __post_init__(self) -> None:
         # Direct construction is validated by the same reader as records and state.
@@ -127,6 +131,11 @@ class RefundFact:
     currency: str | None
     event_id: str
     occurred_at: int
+    amount_captured_minor: int | None = None  # charge snapshots
+    release_minor: int = 0  # pre-basil partial capture: released remainder, not a refund
+    decreased: bool = False  # previous_attributes shows amount_refunded went down
+    refund_status: str | None = None
+    refund_created: int | None = None
 
 
 @dataclass(frozen=True)
@@ -137,5 +146,20 @@ class DisputeFact:
     charge_id: str
     payment_intent_id: str | None
     status: str
+    event_id: str
+    occurred_at: int
+    amount_minor: int | None = None  # the disputed amount; None: the whole charge
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentLink:
+    """An invoice paid (in part) by a payment: `share_minor` of the invoice's amount, or
+    None when the link names no share (then the payment paid the invoice whole)."""
+
+    invoice_id: str
+    payment_intent_id: str | None
+    charge_id: str | None
+    share_minor: int | None
     event_id: str
     occurred_at: int

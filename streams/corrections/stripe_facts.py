@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from streams.corrections.errors import CorrectionInputError
-from streams.corrections.refs import DisputeFact, RefundFact
+from streams.corrections.refs import DisputeFact, PaymentLink, RefundFact
+
+BASIL_DATE = "2025-03-31"
 
 CHARGE_REFUND_EVENTS = frozenset({"charge.refunded", "charge.updated", "charge.succeeded"})
 REFUND_EVENTS = frozenset(
@@ -71,16 +73,31 @@ def refund_fact(event: Mapping[str, Any]) -> RefundFact | None:
         charge_id = _id(obj.get("id"))
         if charge_id is None:
             raise CorrectionInputError(f"event {event_id}: charge without an id")
+        amount = _amount(obj, "amount", event_id)
+        captured = _amount(obj, "amount_captured", event_id)
+        if captured is None and amount is not None and obj.get("captured") is not False:
+            captured = amount  # very old versions: a captured charge captured everything
+        refunded = _amount(obj, "amount_refunded", event_id) or 0
+        release = 0
+        if not _basil(event) and amount is not None and captured is not None:
+            # Before basil, releasing the uncaptured remainder created a Refund and grew
+            # amount_refunded although the customer got nothing back (STRIPE.md).
+            release = max(0, amount - captured)
+        previous = _previous(event).get("amount_refunded")
+        decreased = isinstance(previous, int) and previous > refunded
         return RefundFact(
             charge_id=charge_id,
             payment_intent_id=_id(obj.get("payment_intent")),
-            refunded_total_minor=_amount(obj, "amount_refunded", event_id) or 0,
+            refunded_total_minor=refunded,
             refund_id=None,
             refund_amount_minor=None,
             counts=True,
             currency=currency,
             event_id=event_id,
             occurred_at=created,
+            amount_captured_minor=captured if obj.get("status") == "succeeded" else None,
+            release_minor=release,
+            decreased=decreased,
         )
     refund_id, charge_id = _id(obj.get("id")), _id(obj.get("charge"))
     if refund_id is None or charge_id is None:
@@ -88,16 +105,20 @@ def refund_fact(event: Mapping[str, Any]) -> RefundFact | None:
     amount = _amount(obj, "amount", event_id)
     if amount is None:
         raise CorrectionInputError(f"event {event_id}: refund without an amount")
+    status = obj.get("status") if isinstance(obj.get("status"), str) else None
+    refund_created = obj.get("created")
     return RefundFact(
         charge_id=charge_id,
         payment_intent_id=_id(obj.get("payment_intent")),
         refunded_total_minor=None,
         refund_id=refund_id,
         refund_amount_minor=amount,
-        counts=kind != "refund.failed" and obj.get("status") not in _VOID_REFUND_STATUSES,
+        counts=kind != "refund.failed" and status not in _VOID_REFUND_STATUSES,
         currency=currency,
         event_id=event_id,
         occurred_at=created,
+        refund_status=status,
+        refund_created=refund_created if isinstance(refund_created, int) else None,
     )
 
 
@@ -111,6 +132,7 @@ def dispute_fact(event: Mapping[str, Any]) -> DisputeFact | None:
     status = obj.get("status")
     if dispute_id is None or charge_id is None or not isinstance(status, str):
         raise CorrectionInputError(f"event {event_id}: dispute without id, charge or status")
+    currency = obj.get("currency")
     return DisputeFact(
         dispute_id=dispute_id,
         charge_id=charge_id,
@@ -118,4 +140,59 @@ def dispute_fact(event: Mapping[str, Any]) -> DisputeFact | None:
         status=status,
         event_id=event_id,
         occurred_at=created,
+        amount_minor=_amount(obj, "amount", event_id),
+        currency=currency.lower() if isinstance(currency, str) else None,
     )
+
+
+def link_facts(event: Mapping[str, Any]) -> list[PaymentLink]:
+    """Invoice <-> payment links an event reveals (docs/STRIPE_FLOWS.md §2): the
+    invoice_payment of invoice_payment.*, an invoice's `payments` (when included) or its
+    pre-basil `charge`/`payment_intent`, and a pre-basil charge's `invoice`."""
+    kind = event.get("type")
+    if not isinstance(kind, str):
+        return []
+    if not kind.startswith(("invoice_payment.", "invoice.", "charge.")):
+        return []
+    event_id, created, obj = _envelope(event)
+    out: list[PaymentLink] = []
+
+    def add(invoice: Any, payment: Mapping[str, Any], share: int | None) -> None:
+        invoice_id = _id(invoice)
+        pi, charge = _id(payment.get("payment_intent")), _id(payment.get("charge"))
+        if invoice_id and (pi or charge):
+            out.append(PaymentLink(invoice_id, pi, charge, share, event_id, created))
+
+    object_type = obj.get("object")
+    if object_type == "invoice_payment":
+        payment = obj.get("payment")
+        if isinstance(payment, Mapping) and obj.get("status") != "canceled":
+            add(obj.get("invoice"), payment, _amount(obj, "amount_paid", event_id))
+    elif object_type == "invoice":
+        payments = obj.get("payments")
+        rows = payments.get("data") if isinstance(payments, Mapping) else None
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, Mapping) and row.get("status") != "canceled":
+                payment = row.get("payment")
+                if isinstance(payment, Mapping):
+                    add(obj.get("id"), payment, _amount(row, "amount_paid", event_id))
+        if not out:
+            add(obj.get("id"), obj, None)  # pre-basil invoice.charge / payment_intent
+    elif object_type == "charge" and obj.get("invoice"):
+        add(obj.get("invoice"), {"charge": obj.get("id"), **_pi(obj)}, None)
+    return out
+
+
+def _pi(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {"payment_intent": obj.get("payment_intent")}
+
+
+def _basil(event: Mapping[str, Any]) -> bool:
+    version = event.get("api_version")
+    return isinstance(version, str) and version[:10] >= BASIL_DATE
+
+
+def _previous(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    data = event.get("data")
+    previous = data.get("previous_attributes") if isinstance(data, Mapping) else None
+    return previous if isinstance(previous, Mapping) else {}

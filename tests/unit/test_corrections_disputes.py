@@ -72,12 +72,13 @@ def test_lost_then_won_on_appeal_reinstates() -> None:
     assert net_clawed(out, "rw_1") == 0
 
 
-def test_closed_before_created_gives_the_same_records() -> None:
+def test_closed_before_created_nets_the_same_and_a_win_seen_first_moves_nothing() -> None:
     state, _ = register_reward(new_customer_state(), reward(amount_minor=2000))
     _, in_order = feed(state, [CREATED, WON])
     _, reordered = feed(state, [WON, CREATED])
-    ids = lambda out: [(c["clawback_id"], c["amount_minor"]) for c in out]  # noqa: E731
-    assert ids(in_order) == ids(reordered)
+    assert net_clawed(in_order, "rw_1") == net_clawed(reordered, "rw_1") == 0
+    assert [c["kind"] for c in in_order] == ["clawback", "reinstatement"]
+    assert reordered == []  # the dispute is final (won): the stale open changes nothing
 
 
 def test_dispute_after_partial_refund_takes_the_rest_and_a_win_gives_back_exactly_that() -> None:
@@ -93,28 +94,49 @@ def test_refund_held_back_by_an_open_dispute_is_caught_up_when_it_is_won() -> No
     state, _ = register_reward(new_customer_state(), reward(amount_minor=2000))
     state, out = feed(state, [CREATED, charge_refunded("evt_1", 5000)])
     assert net_clawed(out, "rw_1") == 2000  # nothing left for the refund to take
+    # The refund's share moves from the dispute to the refund at once: same total.
+    assert [(c["clawback_id"], c["kind"], c["amount_minor"]) for c in out[1:]] == [
+        ("rw_1/dispute/dp_1/reinstated", "reinstatement", 1000),
+        ("rw_1/refund/5000", "clawback", 1000),
+    ]
     state, won = feed(state, [WON])
     assert [(c["clawback_id"], c["amount_minor"]) for c in won] == [
-        ("rw_1/dispute/dp_1/reinstated", 2000),
-        ("rw_1/refund/5000/after/dp_1", 1000),
+        ("rw_1/dispute/dp_1/reinstated/2", 1000),
     ]
     assert net_clawed(out + won, "rw_1") == 1000
 
 
-def test_inquiry_closed_without_chargeback_reinstates() -> None:
+def test_an_inquiry_moves_no_money_and_the_chargeback_after_it_does() -> None:
     inquiry = dispute_event("evt_i1", "charge.dispute.created", "warning_needs_response")
-    closed = dispute_event("evt_i2", "charge.dispute.closed", "warning_closed")
+    review = dispute_event("evt_i2", "charge.dispute.updated", "warning_under_review")
+    closed = dispute_event("evt_i3", "charge.dispute.closed", "warning_closed")
     state, _ = register_reward(new_customer_state(), reward(amount_minor=2000))
-    state, out = feed(state, [inquiry, closed])
-    assert net_clawed(out, "rw_1") == 0 and len(out) == 2
+    state, out = feed(state, [inquiry, review, closed])
+    assert out == []  # no funds were withdrawn: nothing to claw back
+    escalated = dispute_event("evt_c1", "charge.dispute.created", "needs_response", dispute="dp_2")
+    state, chargeback = feed(state, [escalated])
+    assert [(c["kind"], c["amount_minor"]) for c in chargeback] == [("clawback", 2000)]
+
+
+def test_a_partial_dispute_claws_back_only_the_disputed_share() -> None:
+    partial = dispute_event("evt_p1", "charge.dispute.created", "needs_response")
+    partial["data"]["object"]["amount"] = 2_500  # of a 10,000 charge
+    state, _ = register_reward(new_customer_state(), reward(amount_minor=333))
+    state, out = feed(state, [partial])
+    assert net_clawed(out, "rw_1") == half_up_reference(333 * 2_500, 10_000)  # 83.25 -> 83
+    lost = dispute_event("evt_p2", "charge.dispute.closed", "lost")
+    lost["data"]["object"]["amount"] = 2_500
+    state, more = feed(state, [lost])
+    assert more == []  # lost keeps what the chargeback took, no more
+    state, refund = feed(state, [charge_refunded("evt_r", 7_500)])  # the rest, refunded
+    assert net_clawed(out + more + refund, "rw_1") == 333
 
 
 def test_dispute_before_the_reward_settles_on_registration() -> None:
     state, parked = feed(new_customer_state(), [CREATED, WON])
     assert parked == []
     state, out = register_reward(state, reward(amount_minor=2000))
-    assert [c["kind"] for c in out] == ["clawback", "reinstatement"]
-    assert net_clawed(out, "rw_1") == 0
+    assert out == []  # won before the reward existed: nothing was ever withdrawn from it
 
 
 @st.composite
@@ -171,9 +193,9 @@ def test_dispute_outcome_is_exact_in_any_order_with_duplicates(
     for c in out:
         running += c["amount_minor"] if c["kind"] == "clawback" else -c["amount_minor"]
         assert 0 <= running <= amount  # never more than the reward, never below zero
-    opened = [c for c in out if c["clawback_id"].endswith("/opened")]
-    reinstated = [c for c in out if c["kind"] == "reinstatement"]
-    assert len(opened) <= 1 and len(reinstated) <= 1
-    if reinstated:
-        assert reinstated[0]["amount_minor"] == opened[0]["amount_minor"]
+    disputed = [c for c in out if c["reason"] == "dispute"]
+    if ending in ("won", "lost_then_won", "inquiry_closed"):
+        assert net_clawed(disputed, "rw_1") == 0  # a win gives back exactly what it took
+    if ending == "inquiry_closed":
+        assert disputed == []  # an inquiry never claws back
     assert len({c["clawback_id"] for c in out}) == len(out)
