@@ -39,6 +39,11 @@ from streams.tenure import add_months
 PRE_BASIL = "2024-06-20"
 BASIL = "2025-03-31.basil"
 API_VERSIONS = (PRE_BASIL, BASIL)
+# Older and newer versions with shapes of their own (see docs/STRIPE_FLOWS.md section 1):
+OLD_2018 = "2018-02-06"  # before 2018-02-28: invoice has no amount_paid (paid + amount_due)
+OLD_2019 = "2019-02-19"  # before 2019-03-14: invoice creation time is `date`, not `created`
+DAHLIA = "2026-08-26.dahlia"  # the version of the OpenAPI spec the shape tests use
+ALL_API_VERSIONS = (OLD_2018, OLD_2019, PRE_BASIL, BASIL, DAHLIA)
 DAY = 86_400
 # 2025-05-01T00:00:00Z: a start date valid for both families.
 DEFAULT_START = 1_746_057_600
@@ -47,11 +52,15 @@ _ALNUM = string.ascii_letters + string.digits
 Json = dict[str, Any]
 
 __all__ = [
+    "ALL_API_VERSIONS",
     "API_VERSIONS",
     "BASIL",
     "CODE_PLACES",
+    "DAHLIA",
     "DAY",
     "DEFAULT_START",
+    "OLD_2018",
+    "OLD_2019",
     "PRE_BASIL",
     "CustomerStory",
     "Json",
@@ -60,6 +69,8 @@ __all__ = [
     "StripeFactory",
     "event_bytes",
     "one_time_story",
+    "plan_of",
+    "price_object",
     "referral_metadata",
     "routing_key",
     "signature_header",
@@ -122,15 +133,23 @@ def _half_up(value: Decimal) -> int:
 
 @dataclass(frozen=True)
 class Line:
-    """An invoice line to render: a subscription period, a proration, or a one-off item."""
+    """An invoice line to render.
+
+    kind: subscription (the licensed subscription item's period), proration (a credit or
+    charge for a mid-period change; rendered as an invoice item, unless
+    `on_subscription_item`: then as a subscription-item line with proration true),
+    metered (usage of a metered subscription item, billed in arrears: give it the previous
+    cycle's period) or item (a one-off invoice item)."""
 
     amount: int
     period_start: int
     period_end: int
-    kind: str = "subscription"  # subscription | proration | item
+    kind: str = "subscription"  # subscription | proration | metered | item
     description: str = "1 x Pro (at $49.00 / month)"
     metadata: dict[str, str] | None = None
     quantity: int = 1
+    price_id: str | None = None  # default: price_pro_monthly (price_usage_monthly if metered)
+    on_subscription_item: bool = False  # prorations only, see above
 
 
 @dataclass
@@ -162,12 +181,14 @@ class StripeFactory:
         created: int,
         previous_attributes: Json | None = None,
         event_id: str | None = None,
+        account: str | None = None,
     ) -> Json:
-        """A v1 snapshot event around a deep copy of `obj`."""
+        """A v1 snapshot event around a deep copy of `obj`. `account` (Connect): the
+        connected account the event belongs to, rendered as the top-level `account`."""
         data: Json = {"object": copy.deepcopy(obj)}
         if previous_attributes is not None:
-            data["previous_attributes"] = previous_attributes
-        return {
+            data["previous_attributes"] = copy.deepcopy(previous_attributes)
+        event: Json = {
             "id": event_id or self.new_id("evt"),
             "object": "event",
             "api_version": self.api_version,
@@ -178,6 +199,9 @@ class StripeFactory:
             "request": {"id": self.new_id("req", 14), "idempotency_key": None},
             "type": type_,
         }
+        if account is not None:
+            event = {"id": event["id"], "object": "event", "account": account, **event}
+        return event
 
     def envelope(self, event: Json, *, received_at_ms: int | None = None) -> Json:
         """The `stripe.events` Avro record (schemas/stripe_event.avsc) the ingress writes."""
@@ -254,15 +278,20 @@ class StripeFactory:
             "id": self.new_id("si", 14),
             "object": "subscription_item",
             "created": created,
+            "discounts": [],
             "metadata": {},
-            "price": _price(price_id, unit_amount, currency),
+            "price": price_object(price_id, unit_amount, currency, livemode=self.livemode),
             "quantity": quantity,
             "subscription": subscription_id or "",
         }
+        sid = subscription_id or self.new_id("sub")
         sub: Json = {
-            "id": subscription_id or self.new_id("sub"),
+            "id": sid,
             "object": "subscription",
+            "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
             "billing_cycle_anchor": start,
+            "billing_mode": {"type": "classic"},
+            "billing_schedules": [],
             "cancel_at": None,
             "cancel_at_period_end": cancel_at_period_end,
             "canceled_at": canceled_at,
@@ -272,7 +301,13 @@ class StripeFactory:
             "customer": customer,
             "discounts": [],
             "ended_at": canceled_at if status == "canceled" else None,
-            "items": {"object": "list", "data": [item], "has_more": False},
+            "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+            "items": {
+                "object": "list",
+                "data": [item],
+                "has_more": False,
+                "url": f"/v1/subscription_items?subscription={sid}",
+            },
             "latest_invoice": latest_invoice,
             "livemode": self.livemode,
             "metadata": dict(metadata or {}),
@@ -284,7 +319,7 @@ class StripeFactory:
             item["current_period_start"], item["current_period_end"] = start, end
         else:
             sub["current_period_start"], sub["current_period_end"] = start, end
-            sub["plan"] = item["price"]
+            sub["plan"] = plan_of(item["price"])
         return sub
 
     def checkout_session(
@@ -309,9 +344,22 @@ class StripeFactory:
             "object": "checkout.session",
             "amount_subtotal": amount_total - amount_tax + amount_discount,
             "amount_total": amount_total,
+            "automatic_tax": {
+                "enabled": False,
+                "liability": None,
+                "provider": None,
+                "status": None,
+            },
             "client_reference_id": client_reference_id,
             "created": created,
             "currency": currency,
+            "custom_fields": [],
+            "custom_text": {
+                "after_submit": None,
+                "shipping_address": None,
+                "submit": None,
+                "terms_of_service_acceptance": None,
+            },
             "customer": customer,
             "customer_creation": None if customer else "if_required",
             "customer_details": {"email": "buyer@example.com", "tax_exempt": "none"},
@@ -321,7 +369,9 @@ class StripeFactory:
             "metadata": dict(metadata or {}),
             "mode": mode,
             "payment_intent": payment_intent,
+            "payment_method_types": ["card"],
             "payment_status": "paid",
+            "shipping_options": [],
             "status": "complete",
             "subscription": subscription,
             "total_details": {
@@ -333,6 +383,16 @@ class StripeFactory:
         }
 
     # --- invoices ------------------------------------------------------------------------
+
+    @property
+    def dated(self) -> bool:
+        """Before 2019-03-14 an invoice's creation time is `date`, not `created`."""
+        return self.api_version[:10] < "2019-03-14"
+
+    @property
+    def before_amount_paid(self) -> bool:
+        """Before 2018-02-28 an invoice has no `amount_paid` (`paid` with `amount_due`)."""
+        return self.api_version[:10] < "2018-02-28"
 
     def invoice(
         self,
@@ -353,11 +413,23 @@ class StripeFactory:
         charge: str | None = None,
         include_payments: bool = False,
         invoice_id: str | None = None,
+        amount_paid: int | None = None,
+        out_of_band: bool = False,
+        lines_shown: int | None = None,
     ) -> Json:
         """An invoice; paid when `paid_at` is given. Money is computed like Stripe does:
         subtotal = sum(lines); discounts come off it; tax is `tax_rate` (a decimal string,
         e.g. "0.20") of the discounted amount, added (exclusive) or contained (inclusive);
-        customer credit (`credit_minor`) reduces amount_due, not total."""
+        customer credit (`credit_minor`) reduces amount_due, not total.
+
+        amount_paid: a partial payment (< amount_due): the invoice stays `open` with
+        `amount_remaining`, no `paid_at` (and `paid: false` before basil); `paid_at` is then
+        only the time of that payment. out_of_band: marked paid outside Stripe (basil+:
+        `amount_paid_off_stripe` = amount_due, `amount_paid` = amount_due; before basil:
+        `paid_out_of_band: true`, `amount_paid: 0`). lines_shown: only the first N lines
+        in `lines.data`, with `lines.has_more: true` (a truncated webhook snapshot).
+        Versions before 2019-03-14 render `date` instead of `created`; before 2018-02-28
+        there is no `amount_paid` (`paid: true` says it was paid)."""
         iid = invoice_id or self.new_id("in")
         subtotal = sum(line.amount for line in lines)
         discounted = subtotal - discount_minor
@@ -368,41 +440,70 @@ class StripeFactory:
         total = discounted if tax_inclusive else discounted + tax
         total_excluding_tax = total - tax
         amount_due = max(total - credit_minor, 0)
-        paid = paid_at is not None
-        period = (min(li.period_start for li in lines), max(li.period_start for li in lines))
+        attempted = paid_at is not None
+        paid_now = amount_due if amount_paid is None else amount_paid
+        paid = attempted and paid_now >= amount_due
+        if not attempted:
+            paid_now = 0
+        if out_of_band and attempted:
+            paid_now, paid = amount_due, True
+        off_stripe = amount_due if out_of_band and attempted else 0
+        # The invoice period: a cycle invoice's ends where the new cycle (its licensed
+        # subscription line, not prorations or usage billed in arrears) starts.
+        licensed = [li.period_start for li in lines if li.kind == "subscription"]
+        anchor = max(licensed) if licensed else min(li.period_start for li in lines)
+        shown = lines if lines_shown is None else lines[:lines_shown]
+        rendered = [self._line(iid, line, currency, subscription) for line in shown]
         inv: Json = {
             "id": iid,
             "object": "invoice",
             "account_country": "US",
             "amount_due": amount_due,
-            "amount_paid": amount_due if paid else 0,
-            "amount_remaining": 0 if paid else amount_due,
-            "attempt_count": 1 if paid else 0,
-            "attempted": paid,
+            "amount_overpaid": 0,
+            "amount_paid": paid_now,
+            "amount_remaining": max(amount_due - paid_now, 0),
+            "amount_shipping": 0,
+            "attempt_count": 1 if attempted and not out_of_band else 0,
+            "attempted": attempted and not out_of_band,
             "auto_advance": False,
+            "automatic_tax": {
+                "disabled_reason": None,
+                "enabled": False,
+                "liability": None,
+                "provider": None,
+                "status": None,
+            },
             "billing_reason": billing_reason,
             "collection_method": "charge_automatically",
             "created": created,
             "currency": currency,
             "customer": customer,
             "customer_email": "buyer@example.com",
+            "default_tax_rates": [],
             "discounts": ["di_" + iid[3:17]] if discount_minor else [],
             "ending_balance": 0 if credit_minor else None,
             "hosted_invoice_url": f"https://invoice.stripe.com/i/{iid}",
+            "issuer": {"type": "self"},
             "lines": {
                 "object": "list",
-                "data": [self._line(iid, line, currency, subscription) for line in lines],
-                "has_more": False,
-                "total_count": len(lines),
+                "data": rendered,
+                "has_more": len(shown) < len(lines),
                 "url": f"/v1/invoices/{iid}/lines",
             },
             "livemode": self.livemode,
             "metadata": {},
             "number": f"{iid[3:11].upper()}-0001",
-            "period_end": created if billing_reason != "subscription_cycle" else period[0],
+            "payment_settings": {
+                "default_mandate": None,
+                "payment_method_options": None,
+                "payment_method_types": None,
+            },
+            "period_end": created if billing_reason != "subscription_cycle" else anchor,
             "period_start": (
-                created if billing_reason != "subscription_cycle" else add_months(period[0], -1)
+                created if billing_reason != "subscription_cycle" else add_months(anchor, -1)
             ),
+            "post_payment_credit_notes_amount": 0,
+            "pre_payment_credit_notes_amount": 0,
             "starting_balance": -credit_minor,
             "status": "paid" if paid else "open",
             "status_transitions": {
@@ -410,7 +511,7 @@ class StripeFactory:
                 if billing_reason == "subscription_cycle"
                 else created,
                 "marked_uncollectible_at": None,
-                "paid_at": paid_at,
+                "paid_at": paid_at if paid else None,
                 "voided_at": None,
             },
             "subtotal": subtotal,
@@ -425,6 +526,7 @@ class StripeFactory:
         }
         snapshot = {"metadata": dict(subscription_metadata or {})} if subscription else None
         if self.basil:
+            inv["amount_paid_off_stripe"] = off_stripe
             inv["parent"] = (
                 {
                     "type": "subscription_details",
@@ -451,7 +553,7 @@ class StripeFactory:
                 if tax
                 else []
             )
-            if include_payments and paid:
+            if include_payments and attempted and paid_now > off_stripe:
                 payment = {"type": "payment_intent", "payment_intent": payment_intent}
                 if charge is not None:
                     payment = {"type": "charge", "charge": charge}
@@ -461,12 +563,12 @@ class StripeFactory:
                         {
                             "id": self.new_id("inpay"),
                             "object": "invoice_payment",
-                            "amount_paid": amount_due,
-                            "amount_requested": amount_due,
+                            "amount_paid": paid_now - off_stripe,
+                            "amount_requested": paid_now - off_stripe,
                             "created": created,
                             "currency": currency,
                             "invoice": iid,
-                            "is_default": True,
+                            "is_default": paid_now - off_stripe == amount_due,
                             "livemode": self.livemode,
                             "payment": payment,
                             "status": "paid",
@@ -474,18 +576,27 @@ class StripeFactory:
                         }
                     ],
                     "has_more": False,
+                    "url": f"/v1/invoice_payments?invoice={iid}",
                 }
         else:
             inv["subscription"] = subscription
             inv["subscription_details"] = snapshot
-            inv["charge"] = charge
-            inv["payment_intent"] = payment_intent
+            inv["charge"] = None if out_of_band else charge
+            inv["payment_intent"] = None if out_of_band else payment_intent
             inv["paid"] = paid
-            inv["paid_out_of_band"] = False
+            inv["paid_out_of_band"] = out_of_band and attempted
             inv["tax"] = tax if tax_rate is not None else None
+            if out_of_band and attempted:
+                inv["amount_paid"], inv["amount_remaining"] = 0, 0
+            if self.before_amount_paid:
+                del inv["amount_paid"]
+            if self.dated:
+                inv["date"] = inv.pop("created")
         return inv
 
     def _line(self, invoice_id: str, line: Line, currency: str, subscription: str | None) -> Json:
+        metered = line.kind == "metered"
+        price_id = line.price_id or ("price_usage_monthly" if metered else "price_pro_monthly")
         out: Json = {
             "id": self.new_id("il"),
             "object": "line_item",
@@ -494,25 +605,36 @@ class StripeFactory:
             "description": line.description,
             "discount_amounts": [],
             "discountable": line.kind != "proration",
+            "discounts": [],
             "invoice": invoice_id,
             "livemode": self.livemode,
             "metadata": dict(line.metadata or {}),
             "period": {"start": line.period_start, "end": line.period_end},
             "quantity": line.quantity,
+            "subtotal": line.amount,
         }
+        # A subscription-item line: the licensed item, metered usage, or a proration
+        # rendered on the item. Otherwise an invoice item (one-off or proration).
+        on_item = line.kind in ("subscription", "metered") or (
+            line.kind == "proration" and line.on_subscription_item
+        )
         item_id = self.new_id("ii") if line.kind != "subscription" else None
         sub = subscription if line.kind != "item" else None
+        sub_item = None
+        if sub:
+            sub_item = ("si_m" + sub[4:17]) if metered else ("si_" + sub[4:18])
+        proration = line.kind == "proration"
         if self.basil:
-            if line.kind == "subscription":
+            if on_item:
                 out["parent"] = {
                     "type": "subscription_item_details",
                     "invoice_item_details": None,
                     "subscription_item_details": {
-                        "invoice_item": None,
-                        "proration": False,
+                        "invoice_item": item_id if proration else None,
+                        "proration": proration,
                         "proration_details": {"credited_items": None},
                         "subscription": sub,
-                        "subscription_item": "si_" + (sub or "")[4:18],
+                        "subscription_item": sub_item or "",
                     },
                 }
             else:
@@ -520,7 +642,7 @@ class StripeFactory:
                     "type": "invoice_item_details",
                     "invoice_item_details": {
                         "invoice_item": item_id,
-                        "proration": line.kind == "proration",
+                        "proration": proration,
                         "proration_details": {"credited_items": None},
                         "subscription": sub,
                     },
@@ -528,42 +650,175 @@ class StripeFactory:
                 }
             out["pricing"] = {
                 "type": "price_details",
-                "price_details": {"price": "price_pro_monthly", "product": "prod_pro"},
+                "price_details": {"price": price_id, "product": "prod_pro"},
                 "unit_amount_decimal": str(line.amount),
             }
         else:
-            out["type"] = "subscription" if line.kind == "subscription" else "invoiceitem"
+            out["type"] = "subscription" if on_item else "invoiceitem"
             out["subscription"] = sub
-            out["subscription_item"] = "si_" + (sub or "")[4:18] if sub else None
-            out["invoice_item"] = item_id
-            out["proration"] = line.kind == "proration"
-            out["price"] = _price("price_pro_monthly", line.amount, currency)
+            out["subscription_item"] = sub_item
+            out["invoice_item"] = None if on_item else item_id
+            out["proration"] = proration
+            out["price"] = price_object(
+                price_id,
+                line.amount,
+                currency,
+                usage_type="metered" if metered else "licensed",
+                livemode=self.livemode,
+            )
         return out
 
     def invoice_payment(
-        self, invoice: Json, *, payment_intent: str, created: int, charge: str | None = None
+        self,
+        invoice: Json,
+        *,
+        payment_intent: str | None = None,
+        charge: str | None = None,
+        created: int,
+        amount_paid: int | None = None,
+        status: str = "paid",
+        amount_requested: int | None = None,
+        is_default: bool | None = None,
     ) -> Json:
-        """The InvoicePayment of event invoice_payment.paid (basil, 2025-05-28 on)."""
+        """The InvoicePayment of event invoice_payment.paid (basil, 2025-05-28 on).
+
+        payment.type is `charge` when only `charge` is given (a charge without payment
+        intent), else `payment_intent` (given both, charge wins, like before).
+        amount_paid: this payment's share of the invoice (partial payments), default the
+        invoice's amount_paid less its off-Stripe part. status: paid | open | canceled
+        (open and canceled: amount_paid 0, a canceled one has status_transitions.canceled_at).
+        """
+        if payment_intent is None and charge is None:
+            raise ValueError("an invoice payment needs a payment_intent or a charge")
         payment: Json = {"type": "payment_intent", "payment_intent": payment_intent}
         if charge is not None:
             payment = {"type": "charge", "charge": charge}
+        off_stripe = invoice.get("amount_paid_off_stripe") or 0
+        share = (invoice.get("amount_paid", 0) - off_stripe) if amount_paid is None else amount_paid
+        requested = share if amount_requested is None else amount_requested
+        if amount_paid is None and amount_requested is None and off_stripe == 0:
+            requested = invoice["amount_due"]
+        paid_at = invoice["status_transitions"]["paid_at"] if amount_paid is None else created
         return {
             "id": self.new_id("inpay"),
             "object": "invoice_payment",
-            "amount_paid": invoice["amount_paid"],
-            "amount_requested": invoice["amount_due"],
+            "amount_paid": share if status == "paid" else 0,
+            "amount_requested": requested,
             "created": created,
             "currency": invoice["currency"],
             "invoice": invoice["id"],
-            "is_default": True,
+            "is_default": (requested == invoice["amount_due"])
+            if is_default is None
+            else is_default,
             "livemode": self.livemode,
             "payment": payment,
-            "status": "paid",
+            "status": status,
             "status_transitions": {
-                "canceled_at": None,
-                "paid_at": invoice["status_transitions"]["paid_at"],
+                "canceled_at": created if status == "canceled" else None,
+                "paid_at": (paid_at or created) if status == "paid" else None,
             },
         }
+
+    def credit_note(
+        self,
+        invoice: Json,
+        *,
+        created: int,
+        amount: int | None = None,
+        refunds: list[Json] | None = None,
+        out_of_band_amount: int | None = None,
+        reason: str | None = None,
+        memo: str | None = None,
+        credit_note_id: str | None = None,
+    ) -> Json:
+        """The CreditNote of event credit_note.created, against `invoice`.
+
+        amount: the credited total (default the invoice total). On a paid invoice it is a
+        post_payment note: the part not credited to the customer balance or marked
+        `out_of_band_amount` is refunded by `refunds` (Refund objects); on an unpaid one a
+        pre_payment note (lowers amount_due); a paid invoice with amount_remaining credits
+        both (`mixed`). basil+ renders `refunds: [{amount_refunded, refund, type}]`; before
+        basil a single `refund` id (the basil changelog replaced it with the list)."""
+        cid = credit_note_id or self.new_id("cn")
+        total = invoice["total"] if amount is None else amount
+        paid = invoice.get("amount_paid", invoice["amount_due"] if invoice.get("paid") else 0)
+        remaining = invoice.get("amount_remaining", 0)
+        pre = min(total, remaining) if invoice.get("status") != "paid" or paid < total else 0
+        if invoice.get("status") != "paid" and not paid:
+            pre = total
+        post = total - pre
+        kind = "mixed" if pre and post else ("pre_payment" if pre else "post_payment")
+        first_line = (invoice["lines"]["data"] or [{"id": None}])[0]["id"]
+        line: Json = {
+            "id": self.new_id("cnli"),
+            "object": "credit_note_line_item",
+            "amount": total,
+            "description": "Credit",
+            "discount_amount": 0,
+            "discount_amounts": [],
+            "invoice_line_item": first_line,
+            "livemode": self.livemode,
+            "metadata": {},
+            "pretax_credit_amounts": [],
+            "quantity": 1,
+            "tax_rates": [],
+            "type": "invoice_line_item" if first_line else "custom_line_item",
+            "unit_amount": total,
+        }
+        if not first_line:
+            del line["invoice_line_item"]
+        note: Json = {
+            "id": cid,
+            "object": "credit_note",
+            "amount": total,
+            "amount_shipping": 0,
+            "created": created,
+            "currency": invoice["currency"],
+            "customer": invoice["customer"],
+            "customer_balance_transaction": None,
+            "discount_amount": 0,
+            "discount_amounts": [],
+            "effective_at": created,
+            "invoice": invoice["id"],
+            "lines": {
+                "object": "list",
+                "data": [line],
+                "has_more": False,
+                "url": f"/v1/credit_notes/{cid}/lines",
+            },
+            "livemode": self.livemode,
+            "memo": memo,
+            "metadata": {},
+            "number": f"{invoice.get('number') or 'CN'}-CN-01",
+            "out_of_band_amount": out_of_band_amount,
+            "pdf": f"https://pay.stripe.com/credit_notes/{cid}/pdf",
+            "post_payment_amount": post,
+            "pre_payment_amount": pre,
+            "pretax_credit_amounts": [],
+            "reason": reason,
+            "status": "issued",
+            "subtotal": total,
+            "subtotal_excluding_tax": total,
+            "total": total,
+            "total_excluding_tax": total,
+            "type": kind,
+            "voided_at": None,
+        }
+        rendered = list(refunds or [])
+        if self.basil:
+            note["refunds"] = [
+                {
+                    "amount_refunded": r["amount"],
+                    "payment_record_refund": None,
+                    "refund": r["id"],
+                    "type": "refund",
+                }
+                for r in rendered
+            ]
+            note["total_taxes"] = []
+        else:
+            note["refund"] = rendered[0]["id"] if rendered else None
+        return note
 
     # --- charges, refunds, disputes ------------------------------------------------------
 
@@ -580,16 +835,25 @@ class StripeFactory:
         captured: bool = True,
         status: str = "succeeded",
         charge_id: str | None = None,
+        amount_captured: int | None = None,
     ) -> Json:
-        """A charge; `invoice` is rendered only before basil (the field is gone since)."""
+        """A charge; `invoice` is rendered only before basil (the field is gone since).
+        payment_intent=None: a charge made without a payment intent (Charges API).
+        amount_captured < amount: a partial capture. Before basil Stripe released the
+        remainder with a Refund: `amount_refunded` = amount - amount_captured and that
+        refund is in `refunds` (see `release_refund`); from basil on nothing is refunded."""
+        cid = charge_id or self.new_id("ch")
+        captured_amount = (
+            (amount if captured else 0) if amount_captured is None else amount_captured
+        )
         ch: Json = {
-            "id": charge_id or self.new_id("ch"),
+            "id": cid,
             "object": "charge",
             "amount": amount,
-            "amount_captured": amount if captured else 0,
+            "amount_captured": captured_amount,
             "amount_refunded": 0,
             "balance_transaction": self.new_id("txn"),
-            "billing_details": {"email": "buyer@example.com", "name": None},
+            "billing_details": {"address": None, "email": "buyer@example.com", "name": None},
             "calculated_statement_descriptor": "REFSTREAM",
             "captured": captured,
             "created": created,
@@ -605,12 +869,44 @@ class StripeFactory:
             "payment_intent": payment_intent,
             "payment_method": self.new_id("pm"),
             "refunded": False,
-            "refunds": {"object": "list", "data": [], "has_more": False},
+            "refunds": {
+                "object": "list",
+                "data": [],
+                "has_more": False,
+                "url": f"/v1/charges/{cid}/refunds",
+            },
             "status": status,
         }
         if not self.basil:
             ch["invoice"] = invoice
+            release = amount - captured_amount if captured else 0
+            if release > 0:
+                refund = self.refund(ch, amount=release, created=created, reason=None)
+                ch["amount_refunded"] = release
+                ch["refunds"]["data"] = [refund]
         return ch
+
+    def canceled_charge(self, charge: Json, *, created: int) -> Json:
+        """An uncaptured charge after its payment was canceled (the authorization released).
+        Before basil Stripe refunded the whole amount (charge.refunded fires: refunded
+        true, a Refund of `amount` in `refunds`, see `release_refund`); from basil on no
+        refund is made: the charge stays uncaptured with amount_refunded 0."""
+        out = copy.deepcopy(charge)
+        out["captured"], out["amount_captured"] = False, 0
+        if not self.basil:
+            refund = self.refund(out, amount=out["amount"], created=created, reason=None)
+            out["amount_refunded"], out["refunded"] = out["amount"], True
+            out["refunds"]["data"] = [*out["refunds"]["data"], refund]
+        return out
+
+    def release_refund(self, charge: Json) -> Json | None:
+        """The Refund Stripe made (before basil) for the released remainder of a partial
+        capture or a cancellation, if `charge` shows one; None from basil on."""
+        release = charge["amount"] - charge["amount_captured"]
+        if self.basil or release <= 0:
+            return None
+        refunds = sorted(charge["refunds"]["data"], key=lambda r: (r["created"], r["id"]))
+        return next((r for r in refunds if r["amount"] == release), None)
 
     def refund(
         self,
@@ -620,9 +916,14 @@ class StripeFactory:
         created: int,
         reason: str | None = "requested_by_customer",
         status: str = "succeeded",
+        failure_reason: str | None = None,
+        refund_id: str | None = None,
     ) -> Json:
-        return {
-            "id": self.new_id("re"),
+        """A Refund. status: pending | requires_action | succeeded | failed | canceled;
+        a failed one carries `failure_reason` (default expired_or_canceled_card) and a
+        `failure_balance_transaction`."""
+        out: Json = {
+            "id": refund_id or self.new_id("re"),
             "object": "refund",
             "amount": amount,
             "balance_transaction": self.new_id("txn"),
@@ -635,14 +936,65 @@ class StripeFactory:
             "reason": reason,
             "status": status,
         }
+        if status == "failed" or failure_reason is not None:
+            out["failure_reason"] = failure_reason or "expired_or_canceled_card"
+            out["failure_balance_transaction"] = self.new_id("txn")
+        return out
+
+    def failed_refund(
+        self, refund: Json, *, status: str = "failed", failure_reason: str | None = None
+    ) -> Json:
+        """`refund` after it failed (or was canceled): the object of refund.failed /
+        refund.updated."""
+        out = copy.deepcopy(refund)
+        out["status"] = status
+        if status == "failed":
+            out["failure_reason"] = failure_reason or "expired_or_canceled_card"
+            out["failure_balance_transaction"] = self.new_id("txn")
+        return out
 
     def refunded_charge(self, charge: Json, refunds: list[Json]) -> Json:
-        """The charge as charge.refunded shows it after `refunds` (cumulative)."""
+        """The charge as charge.refunded shows it after `refunds` (cumulative). Refunds
+        already on the charge (a pre-basil capture release) stay; a given refund replaces
+        the one of the same id; failed and canceled refunds don't count."""
         out = copy.deepcopy(charge)
-        out["amount_refunded"] = sum(r["amount"] for r in refunds)
-        out["refunded"] = out["amount_refunded"] >= out["amount_captured"]
-        out["refunds"] = {"object": "list", "data": copy.deepcopy(refunds), "has_more": False}
+        given = {r["id"] for r in refunds}
+        kept = [r for r in out["refunds"]["data"] if r["id"] not in given]
+        all_refunds = [*kept, *copy.deepcopy(refunds)]
+        out["amount_refunded"] = sum(
+            r["amount"] for r in all_refunds if r.get("status") not in ("failed", "canceled")
+        )
+        release = out["amount"] - out["amount_captured"]
+        full = out["amount"] if release > 0 and not self.basil else out["amount_captured"]
+        out["refunded"] = out["amount_refunded"] >= full
+        out["refunds"]["data"] = all_refunds
         return out
+
+    def charge_after_refund_failure(
+        self, charge: Json, refunds: list[Json], failed: Json
+    ) -> tuple[Json, Json]:
+        """(charge, previous_attributes) of the `charge.updated` Stripe sends when refund
+        `failed` (one of `refunds`, the refunds counted so far) fails or is canceled:
+        amount_refunded goes back down by its amount."""
+        before = self.refunded_charge(charge, refunds)
+        voided = failed if failed.get("status") in ("failed", "canceled") else None
+        after = self.refunded_charge(before, [voided or self.failed_refund(failed)])
+        previous: Json = {"amount_refunded": before["amount_refunded"]}
+        if before["refunded"] != after["refunded"]:
+            previous["refunded"] = before["refunded"]
+        return after, previous
+
+    def refund_failure_events(
+        self, charge: Json, refunds: list[Json], failed: Json, *, created: int
+    ) -> list[Json]:
+        """refund.failed (the refund, status failed) and the charge.updated with
+        `previous_attributes.amount_refunded` that follow a refund's failure."""
+        voided = failed if failed.get("status") == "failed" else self.failed_refund(failed)
+        snapshot, previous = self.charge_after_refund_failure(charge, refunds, voided)
+        return [
+            self.event("refund.failed", voided, created=created),
+            self.event("charge.updated", snapshot, created=created, previous_attributes=previous),
+        ]
 
     def dispute(
         self,
@@ -653,7 +1005,15 @@ class StripeFactory:
         amount: int | None = None,
         reason: str = "fraudulent",
         dispute_id: str | None = None,
+        currency: str | None = None,
+        is_charge_refundable: bool | None = None,
     ) -> Json:
+        """A dispute of `charge` (its payment_intent, null for a charge-only payment).
+        amount: the disputed amount (default the whole charge; less for a partial one).
+        status: warning_needs_response | warning_under_review | warning_closed (inquiries:
+        no funds withdrawn, the charge stays refundable), needs_response | under_review
+        (chargebacks), won | lost | prevented."""
+        inquiry = status.startswith("warning_")
         return {
             "id": dispute_id or self.new_id("du"),
             "object": "dispute",
@@ -661,8 +1021,19 @@ class StripeFactory:
             "balance_transactions": [],
             "charge": charge["id"],
             "created": created,
-            "currency": charge["currency"],
-            "is_charge_refundable": False,
+            "currency": currency or charge["currency"],
+            "enhanced_eligibility_types": [],
+            "evidence": {**_EMPTY_EVIDENCE, "enhanced_evidence": {}},
+            "evidence_details": {
+                "due_by": created + 7 * DAY,
+                "enhanced_eligibility": {},
+                "has_evidence": False,
+                "past_due": False,
+                "submission_count": 0,
+            },
+            "is_charge_refundable": inquiry
+            if is_charge_refundable is None
+            else is_charge_refundable,
             "livemode": self.livemode,
             "metadata": {},
             "payment_intent": charge.get("payment_intent"),
@@ -671,16 +1042,90 @@ class StripeFactory:
         }
 
 
-def _price(price_id: str, unit_amount: int, currency: str) -> Json:
+_EMPTY_EVIDENCE: Json = {
+    key: None
+    for key in (
+        "access_activity_log",
+        "billing_address",
+        "cancellation_policy",
+        "cancellation_policy_disclosure",
+        "cancellation_rebuttal",
+        "customer_communication",
+        "customer_email_address",
+        "customer_name",
+        "customer_purchase_ip",
+        "customer_signature",
+        "duplicate_charge_documentation",
+        "duplicate_charge_explanation",
+        "duplicate_charge_id",
+        "product_description",
+        "receipt",
+        "refund_policy",
+        "refund_policy_disclosure",
+        "refund_refusal_explanation",
+        "service_date",
+        "service_documentation",
+        "shipping_address",
+        "shipping_carrier",
+        "shipping_date",
+        "shipping_documentation",
+        "shipping_tracking_number",
+        "uncategorized_file",
+        "uncategorized_text",
+    )
+}
+
+# Prices are dated before any scenario (a constant: a price's `created` is not scenario data).
+_PRICE_CREATED = DEFAULT_START - 365 * DAY
+
+
+def price_object(
+    price_id: str,
+    unit_amount: int,
+    currency: str,
+    *,
+    usage_type: str = "licensed",
+    livemode: bool = False,
+) -> Json:
+    """A monthly recurring Price object (usage_type licensed or metered)."""
     return {
         "id": price_id,
         "object": "price",
         "active": True,
+        "billing_scheme": "per_unit",
+        "created": _PRICE_CREATED,
         "currency": currency,
+        "livemode": livemode,
+        "lookup_key": None,
+        "metadata": {},
         "product": "prod_pro",
-        "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"},
+        "recurring": {"interval": "month", "interval_count": 1, "usage_type": usage_type},
         "type": "recurring",
         "unit_amount": unit_amount,
+    }
+
+
+def _price(price_id: str, unit_amount: int, currency: str) -> Json:
+    return price_object(price_id, unit_amount, currency)
+
+
+def plan_of(price: Json) -> Json:
+    """The legacy Plan object of a recurring `price` (pre-basil `subscription.plan`)."""
+    recurring = price.get("recurring") or {}
+    return {
+        "id": price["id"],
+        "object": "plan",
+        "active": price.get("active", True),
+        "amount": price.get("unit_amount"),
+        "billing_scheme": price.get("billing_scheme", "per_unit"),
+        "created": price.get("created", _PRICE_CREATED),
+        "currency": price["currency"],
+        "interval": recurring.get("interval", "month"),
+        "interval_count": recurring.get("interval_count", 1),
+        "livemode": price.get("livemode", False),
+        "metadata": dict(price.get("metadata") or {}),
+        "product": price.get("product"),
+        "usage_type": recurring.get("usage_type", "licensed"),
     }
 
 
