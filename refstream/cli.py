@@ -77,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     payouts.add_argument("--currency", required=True, help="ISO 4217, e.g. usd")
     payouts.add_argument("--live", action="store_true", help="live mode (default: test mode)")
     payouts.add_argument("--paid-at", type=int, help="unix seconds (default: now)")
+    doctor = add(
+        "doctor",
+        "check that Stripe sends every event type the ledger needs",
+        "refstream.doctor:main",
+    )
+    doctor.add_argument("--format", choices=["table", "json"], default="table")
+    doctor.add_argument(
+        "--sample", type=int, default=20_000, help="records read per partition (default 20000)"
+    )
+    doctor.add_argument("--family", choices=["pre-basil", "basil+"], help="API family to check")
+    doctor.add_argument("--account", help="Connect: check a connected account's endpoints")
     add("run", "start the local broker and the pipeline on this machine", "refstream.commands:run")
     return parser
 

@@ -11,7 +11,7 @@ from sinks.rows import Row, TableSpec, seconds, text
 COLUMNS = (
     "attribution_id", "kind", "customer_key", "customer_id", "referral_code", "new_user_id",
     "new_user_organization_id", "source", "source_object_id", "event_id", "event_type",
-    "attributed_at", "livemode",
+    "attributed_at", "livemode", "account",
 )  # fmt: skip
 
 
@@ -20,7 +20,7 @@ def to_row(r: Mapping[str, Any]) -> Row:
         r["attribution_id"], r["kind"], r["customer_key"], text(r["customer_id"]),
         text(r["referral_code"]), text(r["new_user_id"]), text(r["new_user_organization_id"]),
         r["source"], text(r["source_object_id"]), r["event_id"], r["event_type"],
-        seconds(r, "attributed_at"), r["livemode"],
+        seconds(r, "attributed_at"), r["livemode"], text(r.get("account")),
     )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ COLUMNS = (
     "clawback_id", "reward_id", "kind", "reason", "mode", "referral_code", "customer_key",
     "amount_minor", "signed_amount_minor", "currency", "livemode", "charge_id", "refund_id",
     "dispute_id", "refunded_total_minor", "source_event_id", "occurred_at", "applied_to_status",
+    "account",
 )  # fmt: skip
 
 _SIGN = {"clawback": -1, "reinstatement": 1}
@@ -36,7 +37,7 @@ def to_row(r: Mapping[str, Any]) -> Row:
         r["customer_key"], r["amount_minor"], signed_amount(r["kind"], r["amount_minor"]),
         r["currency"], r["livemode"], text(r["charge_id"]), text(r["refund_id"]),
         text(r["dispute_id"]), r["refunded_total_minor"], r["source_event_id"],
-        seconds(r, "occurred_at"), text(r.get("applied_to_status")),
+        seconds(r, "occurred_at"), text(r.get("applied_to_status")), text(r.get("account")),
     )  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from sinks.rows import Row, TableSpec, seconds, text
 COLUMNS = (
     "status_id", "reward_id", "referral_code", "status", "previous_status", "amount_minor",
     "currency", "livemode", "payout_id", "reason", "effective_at", "rejection_code",
-    "carryover_absorbed_minor",
+    "carryover_absorbed_minor", "account",
 )  # fmt: skip
 
 
@@ -21,6 +21,7 @@ def to_row(r: Mapping[str, Any]) -> Row:
         text(r["previous_status"]), r["amount_minor"], r["currency"], r["livemode"],
         text(r["payout_id"]), text(r["reason"]), seconds(r, "effective_at"),
         text(r.get("rejection_code")), r.get("carryover_absorbed_minor", 0),
+        text(r.get("account")),
     )  # fmt: skip
 
 

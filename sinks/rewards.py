@@ -14,6 +14,7 @@ COLUMNS = (
     "subscription_id", "payment_amount_minor", "base_amount_minor", "reward_amount_minor",
     "currency", "rate", "basis", "tenure_month", "program_id", "program_version", "livemode",
     "status", "hold_until", "paid_at", "source_event_id", "decided_at",
+    "revision", "account",
 )  # fmt: skip
 
 
@@ -26,7 +27,7 @@ def to_row(r: Mapping[str, Any]) -> Row:
         r["currency"], text(r["rate"]), r["basis"], int32(r["tenure_month"], "tenure_month"),
         r["program_id"], int32(r["program_version"], "program_version"), r["livemode"],
         r["status"], seconds(r, "hold_until"), seconds(r, "paid_at"), r["source_event_id"],
-        seconds(r, "decided_at"),
+        seconds(r, "decided_at"), r.get("revision", 0), text(r.get("account")),
     )  # fmt: skip
 
 

@@ -225,10 +225,11 @@ def create_app(settings: Settings) -> faust.App:
 
     async def customer_due_handler(key: bytes, now_s: int) -> int | None:
         if lookup is not None and (
-            customer_id := customer_core.lookup_target(customers.get(key), now_s)
+            target := customer_core.lookup_target(customers.get(key), now_s)
         ):
             # Revenue waited long enough for its attribution event: ask Stripe once.
-            touch = await lookup.touch(customer_id, now_s)
+            customer_id, account = target
+            touch = await lookup.touch(customer_id, now_s, account)
             stats["looked_up_found" if touch else "looked_up_nothing"] += 1
             looked = customer_core.on_lookup(customers[key], touch, program_cache.current(), now_s)
             await emit(looked.outputs)

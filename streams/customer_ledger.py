@@ -54,20 +54,20 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import NamedTuple
 
+from refstream.topics import REWARDS
 from streams.attribution import Touch, touches_in
 from streams.config import LedgerConfig
 from streams.invariants import invariant
 from streams.ledger_state import (
     ChargeFact,
-    charge_ids_of_invoice,
     CheckoutPayment,
     CustomerState,
     InvoiceFact,
+    charge_ids_of_invoice,
     invoice_for_charge,
     state_key,
 )
 from streams.programs import ProgramVersion
-from refstream.topics import REWARDS
 from streams.records import (
     KIND_ATTRIBUTION,
     KIND_CONFLICT,

@@ -39,10 +39,17 @@ class CustomerLookup:
             max_network_retries=2,
         )
 
-    async def touch(self, customer_id: str, now_s: int) -> Touch | None:
-        """The customer's referral touch, or None (no code, deleted, or the API failed)."""
+    async def touch(
+        self, customer_id: str, now_s: int, account: str | None = None
+    ) -> Touch | None:
+        """The customer's referral touch, or None (no code, deleted, or the API failed).
+        A Connect account's customer is read with the `Stripe-Account` header."""
+        options: dict[str, str] = {} if account is None else {"stripe_account": account}
         try:
-            customer = await self._client.v1.customers.retrieve_async(customer_id)
+            customer = await self._client.v1.customers.retrieve_async(
+                customer_id,
+                options=options,  # type: ignore[arg-type]
+            )
         except stripe.StripeError as exc:
             # The message of a StripeError never carries the key.
             log.warning(

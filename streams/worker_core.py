@@ -35,21 +35,21 @@ from streams.corrections import (
     apply_refund,
     dispute_fact,
     lifecycle_records,
+    link_payment,
     new_customer_state,
     new_referrer_state,
     next_hold_until,
-    link_payment,
     refund_fact,
     register_customer_reward,
     register_referrer_reward,
 )
 from streams.corrections.lifecycle import EVENT_TYPES as LIFECYCLE_TYPES
 from streams.corrections.refs import PaymentLink
-from streams.corrections.stripe_facts import link_facts
 from streams.corrections.stripe_facts import (
     CHARGE_REFUND_EVENTS,
     DISPUTE_EVENTS,
     REFUND_EVENTS,
+    link_facts,
 )
 from streams.customer_ledger import (
     HANDLED_TYPES,
@@ -219,13 +219,13 @@ class CustomerCore:
         deadlines = (next_deadline(state, self.config), self.lookup_due(state))
         return min((d for d in deadlines if d is not None), default=None)
 
-    def lookup_target(self, raw_state: bytes | None, now_s: int) -> str | None:
-        """The customer id to look up now, if its lookup is due."""
+    def lookup_target(self, raw_state: bytes | None, now_s: int) -> tuple[str, str | None] | None:
+        """(customer id, Connect account) to look up now, if its lookup is due."""
         if raw_state is None:
             return None
         state = _load_customer(raw_state)
         due = self.lookup_due(state)
-        return state.customer_key if due is not None and due <= now_s else None
+        return (state.customer_key, state.account) if due is not None and due <= now_s else None
 
     def on_lookup(
         self,

@@ -16,7 +16,7 @@ from clickhouse_connect.driver.client import Client
 
 from sinks.base import ClickHouseSink, Window
 from sinks.clickhouse import connect
-from sinks.migrations import DDL_DIR, MigrationError, apply_migrations
+from sinks.migrations import DDL_DIR, MigrationError, apply_migrations, load_migrations
 from sinks.query_api import start_query_api
 from sinks.reports import REPORTS, run_report
 from sinks.rewards import SPEC as REWARDS
@@ -44,7 +44,7 @@ def client(sink: Any) -> Iterator[Client]:
 def test_migrations_apply_once_and_are_recorded(client: Client) -> None:
     assert apply_migrations(client) == []
     recorded = client.query("SELECT version, name FROM refstream_migrations FINAL ORDER BY version")
-    assert recorded.result_rows == [(1, "tables"), (2, "views")]
+    assert recorded.result_rows == [(m.version, m.name) for m in load_migrations()]
 
 
 def test_concurrent_migrations_on_a_fresh_database_both_succeed(sink: Any) -> None:
@@ -66,9 +66,10 @@ def test_concurrent_migrations_on_a_fresh_database_both_succeed(sink: Any) -> No
             thread.join(timeout=120)
         assert errors == []
         # Each version was applied by one thread or both; none is missing.
-        assert {name for names in applied for name in names} == {"0001_tables", "0002_views"}
+        every = {f"{m.version:04d}_{m.name}" for m in load_migrations()}
+        assert {name for names in applied for name in names} == every
         rows = clients[0].query("SELECT count() FROM refstream_migrations FINAL").result_rows
-        assert rows == [(2,)]
+        assert rows == [(len(every),)]
         assert apply_migrations(clients[0]) == []
     finally:
         for c in clients:

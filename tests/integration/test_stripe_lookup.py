@@ -42,6 +42,9 @@ async def fake_stripe() -> AsyncIterator[tuple[str, dict[str, dict], list[str]]]
         assert request.headers["Authorization"] == f"Bearer {API_KEY}"
         customer_id = request.match_info["customer_id"]
         served.append(customer_id)
+        account = request.headers.get("Stripe-Account")
+        if account is not None:  # a connected account's customers live apart
+            customer_id = f"{account}/{customer_id}"
         if customer_id == "cus_boom":
             return web.json_response(
                 {"error": {"type": "api_error", "message": "boom"}}, status=500
@@ -82,6 +85,22 @@ async def test_lookup_reads_the_referral_from_customer_metadata(fake_stripe: Any
         assert await lookup.touch("cus_gone", 1) is None
     finally:
         await lookup.close()
+
+
+async def test_a_connect_accounts_customer_is_read_with_the_stripe_account_header(
+    fake_stripe: Any,
+) -> None:
+    base, customers, _ = fake_stripe
+    customers["acct_1Seller/cus_A"] = customer_json("cus_A", metadata={"cello_ucc": "SELLER"})
+    customers["cus_A"] = customer_json("cus_A", metadata={"cello_ucc": "PLATFORM"})
+    lookup = lookup_for(base)
+    try:
+        found = await lookup.touch("cus_A", 1, account="acct_1Seller")
+        platform = await lookup.touch("cus_A", 1)
+    finally:
+        await lookup.close()
+    assert found is not None and found.code == "SELLER"
+    assert platform is not None and platform.code == "PLATFORM"
 
 
 async def test_api_failures_leave_the_revenue_parked(

@@ -29,6 +29,9 @@ def _table_columns() -> dict[str, list[str]]:
             if match:
                 lines = [line.strip() for line in match[2].splitlines() if line.strip()]
                 tables[match[1]] = [line.split()[0] for line in lines]
+            added = re.match(r"ALTER TABLE (\w+) ADD COLUMN IF NOT EXISTS (\w+)", statement)
+            if added:  # later migrations append columns, in order
+                tables[added[1]].append(added[2])
     return tables
 
 

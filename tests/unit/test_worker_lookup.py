@@ -38,7 +38,7 @@ def test_lookup_is_due_after_the_delay_and_settles_the_revenue_once() -> None:
     raw, customer_id, due = parked_state(core)
     assert due == NOW + 60
     assert core.lookup_target(raw, NOW + 59) is None
-    assert core.lookup_target(raw, NOW + 60) == customer_id
+    assert core.lookup_target(raw, NOW + 60) == (customer_id, None)
 
     result = core.on_lookup(raw, touch(customer_id), PROGRAMS, NOW + 60)
     topics = [o.topic for o in result.outputs]
