@@ -37,18 +37,18 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import faust
 from faust.types import EventT
 
 from refstream import topics
-from refstream.avro_codec import AvroCodec, AvroDecodeError
+from refstream.avro_codec import AvroCodec
 from refstream.settings import Settings
-from streams.corrections import CorrectionInputError, InvariantViolation, Step
-from streams.invariants import InvariantError
+from streams.corrections import InvariantViolation, Step
+from streams.errors import BAD_INPUT, DEAD_LETTER, OutputEncodeError, crash_loudly
 from streams.stripe_lookup import CustomerLookup, LookupConfig
-from streams.stripe_payloads import ParseError
 from streams.worker_core import (
     CORRECTIONS,
     LINKS,
@@ -66,7 +66,16 @@ CUSTOMER_TICKS = topics.TICKS
 REFERRER_TICKS = "refstream.referrer-ticks"
 # Internal topics the worker creates beside refstream's public ones (same partitions).
 INTERNAL_TOPICS = (CORRECTIONS, LINKS, REROUTED, REFERRER_TICKS)
-BAD_INPUT = (AvroDecodeError, ParseError, CorrectionInputError, ValueError, KeyError)
+Encoded = tuple[str, bytes, bytes]  # (unprefixed topic, key, value)
+
+
+def worker_data_dir(settings: Settings) -> Path:
+    """The worker's RocksDB folder, namespaced by app id and topic prefix: changing either
+    starts from fresh local state (rebuilt from the changelogs) instead of crashing on
+    tables of another app."""
+    name = settings.kafka.topic(settings.streams.app_id)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return settings.streams.data_dir / safe
 
 
 def now() -> int:
@@ -104,7 +113,7 @@ def create_app(settings: Settings) -> faust.App:
         kafka.topic(conf.app_id),  # its internal topics follow the topic prefix
         broker=[f"kafka://{host.strip()}" for host in kafka.bootstrap.split(",")],
         store="rocksdb://",
-        datadir=str(conf.data_dir),
+        datadir=str(worker_data_dir(settings)),
         topic_partitions=n,
         topic_replication_factor=kafka.replication_factor,
         processing_guarantee="at_least_once",
@@ -150,28 +159,49 @@ def create_app(settings: Settings) -> faust.App:
     stats: Counter[str] = Counter()
     prefixed = kafka.topic
 
-    async def emit(records: list[Output]) -> None:
-        pending = []
+    def encode(records: list[Output]) -> list[Encoded]:
+        """Every output as bytes, before anything is sent: a record its schema cannot carry
+        (a lone surrogate, an integer beyond a long) fails the event, not the worker."""
+        encoded = []
         for out in records:
-            if out.schema is None:
-                value = json.dumps(out.record, sort_keys=True).encode()
-            else:
-                value = AvroCodec.for_schema(out.schema).encode(out.record)
+            try:
+                if out.schema is None:
+                    value = json.dumps(out.record, sort_keys=True).encode()
+                else:
+                    value = AvroCodec.for_schema(out.schema).encode(out.record)
+                encoded.append((out.topic, out.key.encode(), value))
+            except (ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError too
+                raise OutputEncodeError(f"{out.topic} record: {exc}"[:500]) from exc
+        return encoded
+
+    async def send(encoded: list[Encoded]) -> None:
+        pending = []
+        for name, key, value in encoded:
             # force=True: produce now. Faust would otherwise "attach" the record to the
             # source offset and produce it at commit time; a rebalance in between loses it.
-            target = out_topics[out.topic]
-            pending.append(await target.send(key=out.key.encode(), value=value, force=True))
+            target = out_topics[name]
+            pending.append(await target.send(key=key, value=value, force=True))
         await asyncio.gather(*pending)  # Step 4: every ack before the state is stored
 
-    async def dead_letter(event: EventT, error: Exception, event_id: str | None) -> None:
+    async def emit(records: list[Output]) -> None:
+        await send(encode(records))
+
+    async def dead_letter(
+        event: EventT, error: Exception, event_id: str | None, due_key: bytes | None = None
+    ) -> None:
+        """The event's original bytes and the reason, to the dead-letter topic. For a due
+        key that failed at a tick, the key names which state (the tick itself is fine)."""
         message = event.message
+        dead_letter_id = f"worker:{message.topic}:{message.partition}:{message.offset}"
+        if due_key is not None:
+            dead_letter_id += f":{due_key.decode(errors='replace')}"
         record = {
-            "dead_letter_id": f"worker:{message.topic}:{message.partition}:{message.offset}",
+            "dead_letter_id": dead_letter_id,
             "stage": "worker",
             "source_topic": message.topic,
             "source_partition": message.partition,
             "source_offset": message.offset,
-            "key": event.key,
+            "key": event.key if due_key is None else due_key,
             "value": event.value,
             "event_id": event_id,
             "error_type": type(error).__name__,
@@ -212,13 +242,14 @@ def create_app(settings: Settings) -> faust.App:
             result = customer_core.on_event(
                 raw_state, routed, program_cache.current(), now(), raw_event
             )
+            encoded = encode(result.outputs)
         except InvariantViolation:
             raise  # the ledger itself would break: stop loudly, never skip
-        except (*BAD_INPUT, InvariantError) as exc:  # an odd event or a routing fault
+        except DEAD_LETTER as exc:  # an odd event or a routing fault
             await dead_letter(event, exc, routed.event.event_id)
             return
         stats[result.outcome] += 1
-        await emit(result.outputs)
+        await send(encoded)
         if result.state is not None:
             customers[routed.state_key] = result.state  # Step 5
         customer_due.add(event.message.partition, routed.state_key, result.due_s)
@@ -241,35 +272,61 @@ def create_app(settings: Settings) -> faust.App:
             customers[key] = result.state
         return result.due_s
 
+    def isolated(handler: Any, tick: EventT) -> Any:
+        """A due handler whose bad-input failure dead-letters that key alone; the other
+        keys of the bucket keep draining."""
+
+        async def run(key: bytes, now_s: int) -> int | None:
+            try:
+                return await handler(key, now_s)
+            except InvariantViolation:
+                raise
+            except DEAD_LETTER as exc:
+                await dead_letter(tick, exc, None, due_key=key)
+                return None  # filed again by the key's next event
+
+        return run
+
     @app.agent(topic(topics.STRIPE_EVENTS, REROUTED, CUSTOMER_TICKS), concurrency=1)
     async def customer_agent(stream: Any) -> None:
         await program_cache.loaded.wait()  # never decide against half-read programs
         async for event in stream.events():
-            if event.message.topic == prefixed(CUSTOMER_TICKS):
-                now_s = json.loads(event.value)["now_s"]
-                await customer_due.drain(event.message.partition, now_s, customer_due_handler)
-            else:
-                await on_stripe_event(event)
+            try:
+                if event.message.topic == prefixed(CUSTOMER_TICKS):
+                    now_s = json.loads(event.value)["now_s"]
+                    handler = isolated(customer_due_handler, event)
+                    await customer_due.drain(event.message.partition, now_s, handler)
+                else:
+                    await on_stripe_event(event)
+            except Exception as exc:  # noqa: BLE001 -- a bug, not input: stop before more is lost
+                crash_loudly("customer_agent", exc)
 
     # --- payment links ------------------------------------------------------------------
 
     @app.agent(topic(LINKS), concurrency=1)
     async def link_agent(stream: Any) -> None:
         async for event in stream.events():
-            message = json.loads(event.value)
-            owner = json.loads(payment_owners.get(event.key) or b'{"parked": []}')
-            if "owner" in message:
-                if owner.get("owner") is None:
-                    owner.update(owner=message["owner"], key_source=message["key_source"])
-                parked, owner["parked"] = owner["parked"], []
-            else:
-                parked = [message["event"]]
-                if owner.get("owner") is None:
-                    owner["parked"] = [*owner["parked"], message["event"]]
-                    parked = []
-            if owner.get("owner") is not None and parked:
-                await emit([_reroute(envelope_codec, hex_value, owner) for hex_value in parked])
-            payment_owners[event.key] = json.dumps(owner).encode()
+            try:
+                await on_link(event)
+            except Exception as exc:  # noqa: BLE001 -- a bug: stop loudly
+                crash_loudly("link_agent", exc)
+
+    async def on_link(event: EventT) -> None:
+        """Learn a payment's owner, or park/re-key an event that names only the payment."""
+        message = json.loads(event.value)
+        owner = json.loads(payment_owners.get(event.key) or b'{"parked": []}')
+        if "owner" in message:
+            if owner.get("owner") is None:
+                owner.update(owner=message["owner"], key_source=message["key_source"])
+            parked, owner["parked"] = owner["parked"], []
+        else:
+            parked = [message["event"]]
+            if owner.get("owner") is None:
+                owner["parked"] = [*owner["parked"], message["event"]]
+                parked = []
+        if owner.get("owner") is not None and parked:
+            await emit([_reroute(envelope_codec, hex_value, owner) for hex_value in parked])
+        payment_owners[event.key] = json.dumps(owner).encode()
 
     # --- referrers ----------------------------------------------------------------------
 
@@ -303,7 +360,11 @@ def create_app(settings: Settings) -> faust.App:
             await dead_letter(event, exc, None)
             return
         # InvariantViolation is not caught: a broken ledger invariant stops the agent loudly.
-        key = await apply_step(step)
+        try:
+            key = await apply_step(step)  # encodes every record before it sends any
+        except OutputEncodeError as exc:
+            await dead_letter(event, exc, None)
+            return
         referrer_due.add(event.message.partition, key, ReferrerCore.next_due(step))
 
     async def referrer_due_handler(key: bytes, now_s: int) -> int | None:
@@ -319,11 +380,15 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(referrer_sources, concurrency=1)
     async def referrer_agent(stream: Any) -> None:
         async for event in stream.events():
-            if event.message.topic == prefixed(REFERRER_TICKS):
-                now_s = json.loads(event.value)["now_s"]
-                await referrer_due.drain(event.message.partition, now_s, referrer_due_handler)
-            else:
-                await on_referrer_record(event)
+            try:
+                if event.message.topic == prefixed(REFERRER_TICKS):
+                    now_s = json.loads(event.value)["now_s"]
+                    handler = isolated(referrer_due_handler, event)
+                    await referrer_due.drain(event.message.partition, now_s, handler)
+                else:
+                    await on_referrer_record(event)
+            except Exception as exc:  # noqa: BLE001 -- a bug: stop loudly
+                crash_loudly("referrer_agent", exc)
 
     # --- time and housekeeping ----------------------------------------------------------
 
@@ -358,7 +423,7 @@ def main(settings: Settings, args: Any) -> int:
 
     from refstream.topics import TopicSpec, ensure_topics
 
-    settings.streams.data_dir.mkdir(parents=True, exist_ok=True)
+    worker_data_dir(settings).mkdir(parents=True, exist_ok=True)
     n = settings.kafka.events_partitions
     internal = [TopicSpec(settings.kafka.topic(name), n) for name in INTERNAL_TOPICS]
     asyncio.run(ensure_topics(settings.kafka))

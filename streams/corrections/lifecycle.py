@@ -156,8 +156,13 @@ def _item_amount(item: Mapping[str, Any]) -> int | None:
             exact = Decimal(decimal) * quantity
         except InvalidOperation:
             return None
+        if not exact.is_finite() or abs(exact) >= _MAX_MINOR:
+            return None  # "Infinity", "NaN" or beyond any amount Stripe can carry
         return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
     return None  # tiered or unknown pricing
+
+
+_MAX_MINOR = Decimal(2**63)
 
 
 def _amount(items: list[Mapping[str, Any]]) -> int | None:
