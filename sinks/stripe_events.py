@@ -7,11 +7,16 @@ unparsable body is kept with `body_error` set. Nothing here raises on a body.
 Money columns (`money_kind`, `money_key`, `money_minor`) name the one money fact an event
 carries, if any; the `revenue_entries` view turns them into signed revenue:
 - invoice: invoice.paid / invoice.payment_succeeded, key the invoice (both events of one
-  invoice are one fact), amount_paid;
+  invoice are one fact), the money paid through Stripe (docs/STRIPE_FLOWS.md §1:
+  amount_paid - amount_paid_off_stripe; nothing for a pre-basil paid_out_of_band invoice;
+  amount_due of a paid invoice older than amount_paid);
 - charge: charge.succeeded / charge.captured of a charge that belongs to no invoice (before
   basil `charge.invoice` says so; from basil the view drops charges an invoice lists among
   its `payments`, see `payment_refs`), amount captured;
-- refund: charge.refunded, key the charge, the running `amount_refunded` total;
+- refund: charge.refunded, and charge.updated when amount_refunded changed, key the
+  charge, the running customer refund total: `amount_refunded` less a pre-basil partial
+  capture's released remainder; `money_seq` orders the snapshots (a refund that failed
+  brings the total back down, and in the same second the lower snapshot is the later);
 - dispute_lost: charge.dispute.closed with status lost, the disputed amount.
 """
 
@@ -29,7 +34,7 @@ COLUMNS = (
     "object_id", "partition_key", "key_source", "received_at", "customer_id", "customer_key",
     "currency", "amount_minor", "amount_refunded_minor", "invoice_id", "charge_id",
     "payment_intent_id", "subscription_id", "status", "payment_refs", "money_kind",
-    "money_key", "money_minor", "body", "body_error",
+    "money_key", "money_minor", "body", "body_error", "money_seq",
 )  # fmt: skip
 
 _INT64 = 2**63
@@ -93,20 +98,46 @@ def payment_refs(obj: dict[str, Any], object_type: str) -> list[str]:
     return sorted({ref for ref in refs if ref})
 
 
-def money_fact(event_type: str, obj: dict[str, Any], object_type: str) -> tuple[str, str, int]:
+def _invoice_money(obj: dict[str, Any]) -> int:
+    if obj.get("paid_out_of_band") is True:
+        return 0
+    paid = obj.get("amount_paid")
+    if paid is None and obj.get("paid") is True:  # before 2018-02-28
+        paid = obj.get("amount_due")
+    return max(0, _int(paid) - _int(obj.get("amount_paid_off_stripe")))
+
+
+def _customer_refunded(obj: dict[str, Any], api_version: str) -> int:
+    refunded = _int(obj.get("amount_refunded"))
+    if api_version[:10] < "2025-03-31" and "amount_captured" in obj:
+        # Before basil the released remainder of a partial capture counted as refunded.
+        refunded -= max(0, _int(obj.get("amount")) - _int(obj.get("amount_captured")))
+    return max(0, refunded)
+
+
+def money_fact(
+    event_type: str,
+    obj: dict[str, Any],
+    object_type: str,
+    api_version: str = "",
+    previous: dict[str, Any] | None = None,
+) -> tuple[str, str, int]:
     """(money_kind, money_key, money_minor) of the event, or ('', '', 0)."""
     object_id = text(obj.get("id"))
     if not object_id:
         return "", "", 0
     if event_type in ("invoice.paid", "invoice.payment_succeeded") and object_type == "invoice":
-        return "invoice", f"invoice:{object_id}", _int(obj.get("amount_paid"))
+        return "invoice", f"invoice:{object_id}", _invoice_money(obj)
     if event_type in ("charge.succeeded", "charge.captured") and object_type == "charge":
         if _ref(obj.get("invoice")) or obj.get("captured") is False:
             return "", "", 0
         captured = _int(obj.get("amount_captured"))
         return "charge", f"charge:{object_id}", captured or _int(obj.get("amount"))
-    if event_type == "charge.refunded" and object_type == "charge":
-        return "refund", f"refund:{object_id}", _int(obj.get("amount_refunded"))
+    refund_snapshot = event_type == "charge.refunded" or (
+        event_type == "charge.updated" and "amount_refunded" in (previous or {})
+    )
+    if refund_snapshot and object_type == "charge":
+        return "refund", f"refund:{object_id}", _customer_refunded(obj, api_version)
     if event_type == "charge.dispute.closed" and obj.get("status") == "lost":
         return "dispute_lost", f"dispute:{object_id}", _int(obj.get("amount"))
     return "", "", 0
@@ -126,7 +157,12 @@ def to_row(r: Mapping[str, Any]) -> Row:
     object_type = r["object_type"]
     customer_id = _own_or_ref(obj, object_type, "customer", "customer")
     payment_intent_id = _own_or_ref(obj, object_type, "payment_intent", "payment_intent")
-    money_kind, money_key, money_minor = money_fact(r["type"], obj, object_type)
+    previous = _dict(_dict(event.get("data")).get("previous_attributes"))
+    money_kind, money_key, money_minor = money_fact(
+        r["type"], obj, object_type, text(r["api_version"]), previous
+    )
+    decrease = _int(previous.get("amount_refunded")) > _int(obj.get("amount_refunded"))
+    money_seq = _int(r["created"]) * 2 + (1 if decrease else 0)
     return (
         r["event_id"], r["type"], seconds(r, "created"), text(r["api_version"]), r["livemode"],
         text(r["account"]), object_type, text(r["object_id"]), r["partition_key"],
@@ -137,6 +173,7 @@ def to_row(r: Mapping[str, Any]) -> Row:
         _own_or_ref(obj, object_type, "charge", "charge"), payment_intent_id,
         _subscription(obj, object_type), text(obj.get("status")),
         payment_refs(obj, object_type), money_kind, money_key, money_minor, body, body_error,
+        money_seq,
     )  # fmt: skip
 
 
