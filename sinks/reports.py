@@ -108,16 +108,21 @@ _CURRENCY = "({currency:String} = '' OR currency = {currency:String})"
 _CODE = "({referral_code:String} = '' OR referral_code = {referral_code:String})"
 _DAYS = "day BETWEEN toDate({since:String}) AND toDate({until:String})"
 _MODE_NAME = "if(livemode, 'live', 'test') AS mode"
+# Per Connect account too: "test@acct_..." like the record ids ('' = the platform's own).
+_MODE_ACCOUNT = (
+    "if(account = '', if(livemode, 'live', 'test'), "
+    "concat(if(livemode, 'live', 'test'), '@', account)) AS mode"
+)
 
 _REPORTS = (
     Report(
         "top_referrers_revenue",
         "referrers ranked by referred revenue (revenue of the customers they referred)",
-        f"""SELECT referral_code, currency, {_MODE_NAME},
+        f"""SELECT referral_code, currency, {_MODE_ACCOUNT},
                 sum(referred_revenue_minor) AS referred_revenue_minor
             FROM referrer_daily
             WHERE {_MODE} AND {_CURRENCY} AND {_DAYS}
-            GROUP BY referral_code, currency, livemode
+            GROUP BY referral_code, currency, livemode, account
             HAVING referred_revenue_minor != 0
             ORDER BY referred_revenue_minor DESC, referral_code, currency, mode
             LIMIT {{limit:UInt32}}""",
@@ -126,11 +131,11 @@ _REPORTS = (
     Report(
         "top_referrers_net_reward",
         "referrers ranked by net reward (rewards minus clawbacks plus reinstatements)",
-        f"""SELECT referral_code, currency, {_MODE_NAME}, sum(rewards_minor) AS rewards_minor,
+        f"""SELECT referral_code, currency, {_MODE_ACCOUNT}, sum(rewards_minor) AS rewards_minor,
                 sum(clawbacks_minor) AS clawbacks_minor, sum(net_minor) AS net_minor
             FROM referrer_daily
             WHERE {_MODE} AND {_CURRENCY} AND {_DAYS}
-            GROUP BY referral_code, currency, livemode
+            GROUP BY referral_code, currency, livemode, account
             HAVING rewards_minor != 0 OR clawbacks_minor != 0
             ORDER BY net_minor DESC, referral_code, currency, mode
             LIMIT {{limit:UInt32}}""",
@@ -163,11 +168,11 @@ _REPORTS = (
     Report(
         "referrer_rewards",
         "rewards, clawbacks and net per referrer and currency",
-        f"""SELECT referral_code, currency, {_MODE_NAME}, sum(rewards_minor) AS rewards_minor,
+        f"""SELECT referral_code, currency, {_MODE_ACCOUNT}, sum(rewards_minor) AS rewards_minor,
                 sum(clawbacks_minor) AS clawbacks_minor, sum(net_minor) AS net_minor
             FROM referrer_daily
             WHERE {_MODE} AND {_CURRENCY} AND {_CODE} AND {_DAYS}
-            GROUP BY referral_code, currency, livemode
+            GROUP BY referral_code, currency, livemode, account
             HAVING rewards_minor != 0 OR clawbacks_minor != 0
             ORDER BY referral_code, currency, mode
             LIMIT {{limit:UInt32}}""",
@@ -176,7 +181,7 @@ _REPORTS = (
     Report(
         "balances",
         "balance per referrer and currency: pending, payable, paid, clawed back, net",
-        f"""SELECT referral_code, currency, {_MODE_NAME}, rewards_minor, pending_minor,
+        f"""SELECT referral_code, currency, {_MODE_ACCOUNT}, rewards_minor, pending_minor,
                 payable_minor, paid_minor, clawed_back_minor, earned_minor, net_minor
             FROM referrer_balances
             WHERE {_MODE} AND {_CURRENCY} AND {_CODE}
@@ -223,7 +228,7 @@ _REPORTS = (
     Report(
         "referrer_daily",
         "per referrer, day, currency: referred revenue, rewards, clawbacks, net",
-        f"""SELECT referral_code, toString(day) AS day, currency, {_MODE_NAME},
+        f"""SELECT referral_code, toString(day) AS day, currency, {_MODE_ACCOUNT},
                 referred_revenue_minor, rewards_minor, clawbacks_minor, net_minor
             FROM (SELECT * FROM referrer_daily
                   WHERE {_MODE} AND {_CURRENCY} AND {_CODE} AND {_DAYS})

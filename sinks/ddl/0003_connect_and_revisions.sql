@@ -78,3 +78,109 @@ LEFT JOIN
     WHERE charge_id != '' AND customer_id != ''
     GROUP BY charge_id
 ) AS o ON e.charge_ref = o.charge_id;
+
+-- Connect: every referrer figure is per account too ('' = the platform), never summed
+-- across accounts; the reports show it in `mode` ("test@acct_...", like the record ids).
+CREATE OR REPLACE VIEW customer_referrers AS
+SELECT
+    customer_key,
+    livemode,
+    argMin(referral_code, (attributed_at, attribution_id)) AS referral_code,
+    toString(argMin(source, (attributed_at, attribution_id))) AS source,
+    min(attributed_at) AS first_attributed_at,
+    argMin(account, (attributed_at, attribution_id)) AS account
+FROM attributions FINAL
+WHERE kind = 'attribution'
+GROUP BY customer_key, livemode;
+
+CREATE OR REPLACE VIEW referrer_daily AS
+SELECT
+    referral_code,
+    day,
+    currency,
+    livemode,
+    account,
+    sum(revenue) AS referred_revenue_minor,
+    sum(reward) AS rewards_minor,
+    sum(clawback) AS clawbacks_minor,
+    sum(reward) + sum(clawback) AS net_minor
+FROM
+(
+    SELECT a.referral_code AS referral_code, r.day AS day, r.currency AS currency,
+        r.livemode AS livemode, a.account AS account, r.amount_minor AS revenue, toInt64(0) AS reward,
+        toInt64(0) AS clawback
+    FROM revenue_entries AS r
+    INNER JOIN customer_referrers AS a
+        ON r.customer_key = a.customer_key AND r.livemode = a.livemode
+    UNION ALL
+    SELECT referral_code, toDate(paid_at), toString(currency), livemode, account, toInt64(0),
+        reward_amount_minor, toInt64(0)
+    FROM rewards FINAL
+    UNION ALL
+    SELECT referral_code, toDate(occurred_at), toString(currency), livemode, account,
+        toInt64(0), toInt64(0), signed_amount_minor
+    FROM clawbacks FINAL
+)
+GROUP BY referral_code, day, currency, livemode, account;
+
+CREATE OR REPLACE VIEW reward_states AS
+SELECT
+    r.reward_id AS reward_id,
+    r.referral_code AS referral_code,
+    toString(r.currency) AS currency,
+    r.livemode AS livemode,
+    r.account AS account,
+    r.reward_amount_minor AS reward_amount_minor,
+    if(s.latest_status != '', s.latest_status, toString(r.status)) AS status,
+    r.reward_amount_minor + c.cancelled_minor AS standing_minor,
+    c.cancelled_minor AS cancelled_minor,
+    c.netted_minor AS netted_minor
+FROM rewards AS r FINAL
+LEFT JOIN
+(
+    SELECT
+        reward_id,
+        toString(argMax(status, (effective_at, multiIf(status = 'pending', 0,
+            status = 'payable', 1, status = 'paid', 2, status = 'clawed_back', 3, 4))))
+            AS latest_status
+    FROM reward_status FINAL
+    WHERE status != 'payout_rejected'
+    GROUP BY reward_id
+) AS s ON r.reward_id = s.reward_id
+LEFT JOIN
+(
+    SELECT
+        reward_id,
+        sumIf(signed_amount_minor, mode = 'cancel') AS cancelled_minor,
+        sumIf(signed_amount_minor, mode != 'cancel') AS netted_minor
+    FROM clawbacks FINAL
+    GROUP BY reward_id
+) AS c ON r.reward_id = c.reward_id;
+
+CREATE OR REPLACE VIEW referrer_balances AS
+SELECT
+    referral_code,
+    currency,
+    livemode,
+    account,
+    sum(reward) AS rewards_minor,
+    sum(pending) AS pending_minor,
+    sum(payable) AS payable_minor,
+    sum(paid) AS paid_minor,
+    -sum(clawback) AS clawed_back_minor,
+    sum(reward) + sum(clawback) AS earned_minor,
+    sum(reward) + sum(clawback) - sum(paid) AS net_minor
+FROM
+(
+    SELECT referral_code, currency, livemode, account, reward_amount_minor AS reward,
+        if(status = 'pending', standing_minor, 0) AS pending,
+        if(status = 'payable', standing_minor, 0) AS payable,
+        if(status = 'paid', standing_minor, 0) AS paid,
+        toInt64(0) AS clawback
+    FROM reward_states
+    UNION ALL
+    SELECT referral_code, toString(currency), livemode, account, toInt64(0), toInt64(0),
+        toInt64(0), toInt64(0), signed_amount_minor
+    FROM clawbacks FINAL
+)
+GROUP BY referral_code, currency, livemode, account;
