@@ -1,6 +1,6 @@
 """The whole pipeline, end to end: the simulator's signed Stripe stream over HTTP into the
 ingress, two Faust workers, the ClickHouse sink on the embedded engine — every event
-delivered twice, out of order, and the sink SIGKILLed mid-stream and restarted. The
+delivered twice, out of order, the sink and a worker SIGKILLed mid-stream and restarted. The
 ClickHouse totals must equal, to the cent, the ledger the simulator computed on its own
 from what it generated."""
 
@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from refstream import topics
 from refstream.settings import KafkaSettings, Secret
 from simulator.deliver import DeliveryLimits, deliver
 from simulator.plan import DeliveryOptions, delivery_plan
@@ -19,7 +20,7 @@ from simulator.scenario import ScenarioConfig, generate
 from streams.programs import parse_programs_toml
 from streams.worker_programs import apply_programs
 from tests.support.pipeline import SECRET, Pipeline, free_port
-from tests.support.processes import RefstreamProcess, wait_until
+from tests.support.processes import RefstreamProcess, read_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +36,33 @@ async def report(port: int, name: str) -> list[dict[str, Any]] | None:
     except aiohttp.ClientError:
         return None
     return [dict(zip(body["columns"], row, strict=True)) for row in body["rows"]]
+
+
+def mode_of(record: dict[str, Any]) -> str:
+    mode = "live" if record["livemode"] else "test"
+    return mode if not record.get("account") else f"{mode}@{record['account']}"
+
+
+async def kafka_totals(kafka: KafkaSettings) -> dict[tuple, tuple[int, int]]:
+    """(rewards, clawed back net) per referrer, currency and mode, read from the topics:
+    the highest revision of each reward, one copy of each clawback id."""
+    rewards: dict[str, dict[str, Any]] = {}
+    for _, r in await read_topic(kafka.bootstrap, kafka.topic(topics.REWARDS), "reward"):
+        if r["reward_id"] not in rewards or r["revision"] > rewards[r["reward_id"]]["revision"]:
+            rewards[r["reward_id"]] = r
+    clawbacks = {
+        c["clawback_id"]: c
+        for _, c in await read_topic(kafka.bootstrap, kafka.topic(topics.CLAWBACKS), "clawback")
+    }
+    totals: dict[tuple, list[int]] = {}
+    for r in rewards.values():
+        key = (r["referral_code"], r["currency"], mode_of(r))
+        totals.setdefault(key, [0, 0])[0] += r["reward_amount_minor"]
+    for c in clawbacks.values():
+        key = (c["referral_code"], c["currency"], mode_of(c))
+        sign = 1 if c["kind"] == "clawback" else -1
+        totals.setdefault(key, [0, 0])[1] += sign * c["amount_minor"]
+    return {k: (v[0], v[1]) for k, v in totals.items() if v != [0, 0]}
 
 
 def by_referrer(rows: list[dict[str, Any]]) -> dict[tuple, tuple[int, int, int]]:
@@ -105,8 +133,13 @@ async def test_simulated_stream_lands_exactly_in_clickhouse(
 
         await wait_until(sink_wrote_something, 120, 1, "the sink's first rows")
         sink.kill()  # mid-stream: batches in flight, offsets not yet committed
-        rest = await deliver(plan[half:], url=url, secret=Secret(SECRET), limits=limits)
+        quarter = half + (len(plan) - half) // 2
+        rest = await deliver(plan[half:quarter], url=url, secret=Secret(SECRET), limits=limits)
         assert rest.ok, rest.to_json()
+        pipeline.worker(0).kill()  # a worker too: its state is rebuilt from the changelogs
+        rest = await deliver(plan[quarter:], url=url, secret=Secret(SECRET), limits=limits)
+        assert rest.ok, rest.to_json()
+        pipeline.worker(0).start()
         sink.start()
 
         async def totals_match() -> bool:
@@ -135,6 +168,9 @@ async def test_simulated_stream_lands_exactly_in_clickhouse(
                 f"revenue got {got.get('revenue')} want {want_revenue}\n"
                 f"{sink.log_tail(3000)}"
             )
+        # The same figures on the topics downstream services consume.
+        in_kafka = await kafka_totals(kafka)
+        assert in_kafka == {k: v[:2] for k, v in want_referrers.items()}
     finally:
         sink.stop()
         pipeline.stop()
