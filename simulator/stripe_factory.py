@@ -319,7 +319,9 @@ class StripeFactory:
             item["current_period_start"], item["current_period_end"] = start, end
         else:
             sub["current_period_start"], sub["current_period_end"] = start, end
-            sub["plan"] = plan_of(item["price"])
+            if self.api_version[:10] < "2020-08-27":
+                # The legacy single-plan field; 2020-08-27 removed it (use items).
+                sub["plan"] = plan_of(item["price"])
         return sub
 
     def checkout_session(
@@ -1251,7 +1253,7 @@ def subscription_story(
         story.invoices.append(inv)
         if with_charges:
             ch = f.charge(
-                amount=inv["amount_paid"],
+                amount=inv.get("amount_paid", inv["amount_due"]),  # none before 2018-02-28
                 created=paid_at - 2,
                 currency=currency,
                 customer=cus["id"],

@@ -108,9 +108,6 @@ PRE_BASIL_FIELDS: dict[str, dict[str, Schema]] = {
         # "deprecate-subscription-current-period-start-and-end": moved to the items.
         "current_period_start": _integer(),
         "current_period_end": _integer(),
-        # The legacy single-plan field (a Plan, the Price's predecessor): rendered by older
-        # versions for single-item subscriptions, absent from the basil+ spec.
-        "plan": {"$ref": "#/components/schemas/plan", "nullable": True},
     },
     "credit_note": {
         # "add-support-for-multiple-partial-payments-on-invoices": the single `refund`
@@ -166,6 +163,12 @@ OLD_VERSION_FIELDS: tuple[OldVersionRule, ...] = (
         "2018-02-28",
         absent=frozenset({"amount_paid"}),
         reason="2018-02-28: invoice `amount_paid` added (before: `paid` with `amount_due`)",
+    ),
+    OldVersionRule(
+        "subscription",
+        "2020-08-27",
+        allowed={"plan": {"$ref": "#/components/schemas/plan", "nullable": True}},
+        reason="2020-08-27: the single-plan `plan` (and `quantity`) removed; use `items`",
     ),
 )
 
@@ -298,7 +301,10 @@ class StripeSpec:
             return
         if "anyOf" in schema:
             best: list[str] | None = None
-            for option in schema["anyOf"]:
+            # Report against the alternatives of the value's own kind (an expanded object
+            # against the object schema, not "is not a string").
+            options = [o for o in schema["anyOf"] if self._same_kind(value, o)]
+            for option in options or schema["anyOf"]:
                 attempt: list[str] = []
                 self._check(value, option, path, api_version, attempt)
                 if not attempt:
@@ -339,6 +345,20 @@ class StripeSpec:
                 api_version,
                 out,
             )
+
+    def _same_kind(self, value: Any, schema: Schema) -> bool:
+        if "$ref" in schema:
+            schema = self._resolve(schema["$ref"])[1]
+        kind = schema.get("type", "object" if "properties" in schema else None)
+        if isinstance(value, Mapping):
+            return kind == "object"
+        if isinstance(value, list):
+            return kind == "array"
+        if isinstance(value, bool):
+            return kind == "boolean"
+        if isinstance(value, int | float):
+            return kind in ("integer", "number")
+        return kind == "string" if isinstance(value, str) else True
 
     def _check_component(
         self, value: Any, name: str, path: str, api_version: str | None, out: list[str]
