@@ -1,14 +1,10 @@
-"""Clawback amounts: the one place money is divided.
+"""Clawback money math: the one rounding rule.
 
-Rule (see streams/corrections/README.md): a reward R on a payment P whose cumulative refunded
-amount is r is clawed back, in total, ROUND_HALF_UP(R x r / P) minor units. Each refund
-claws back the difference between that total at the new point and what was already
-clawed for refunds, so
-
-- the sum telescopes: any sequence of partial refunds that ends at r = P claws exactly R;
-- one rounding per point, never a sum of rounded deltas drifting away from the total;
-- a clawback never takes more than is left of the reward (a dispute may have taken it),
-  and a shortfall held back that way is caught up once the money is back.
+Targets are exact fractions (docs/STRIPE_FLOWS.md §4: a reward's share of an invoice's
+refunded or lost money, over all its payments' shares) rounded once, ROUND_HALF_UP, by
+`fraction_half_up`; a correction is the difference between two rounded targets, so the
+sum telescopes: partial refunds that end in a full refund claw exactly the reward, with
+no drift from adding rounded steps. `share_minor` is the same rule on integers.
 """
 
 from __future__ import annotations
@@ -32,29 +28,6 @@ def share_minor(reward_minor: int, part_minor: int, whole_minor: int) -> int:
         ctx.prec = _PRECISION
         exact = Decimal(reward_minor) * Decimal(part_minor) / Decimal(whole_minor)
         return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def refund_target_minor(reward_minor: int, refunded_total_minor: int, payment_minor: int) -> int:
-    """Total a reward owes back once `refunded_total_minor` of its payment is refunded.
-
-    Refunded totals above the payment (a charge larger than the invoice share the reward
-    was computed on) count as a full refund."""
-    refunded = max(0, min(refunded_total_minor, payment_minor))
-    return share_minor(reward_minor, refunded, payment_minor)
-
-
-def refund_clawback_minor(
-    *,
-    reward_minor: int,
-    payment_minor: int,
-    refunded_total_minor: int,
-    refund_clawed_minor: int,
-    left_minor: int,
-) -> int:
-    """What a refund point claws back now: the target minus what refunds already took,
-    never below zero (a stale, lower point) and never more than is left of the reward."""
-    due = refund_target_minor(reward_minor, refunded_total_minor, payment_minor)
-    return max(0, min(due - refund_clawed_minor, left_minor))
 
 
 def fraction_half_up(value: Fraction) -> int:

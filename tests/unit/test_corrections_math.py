@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.corrections.clawback_math import (
-    refund_clawback_minor,
-    refund_target_minor,
-    share_minor,
-)
+from streams.corrections.clawback_math import fraction_half_up, share_minor
 from streams.corrections.errors import InvariantViolation
 
 AMOUNTS = st.integers(min_value=1, max_value=10**12)
@@ -51,55 +49,28 @@ def test_share_examples(reward: int, part: int, whole: int, expected: int) -> No
     assert share_minor(reward, part, whole) == expected
 
 
-@given(reward_and_payment(), st.data())
-def test_target_is_monotonic_and_ends_at_the_reward(rp: tuple[int, int], data: st.DataObject):
-    reward, payment = rp
-    low = data.draw(st.integers(min_value=0, max_value=payment))
-    high = data.draw(st.integers(min_value=low, max_value=payment * 3))
-    assert (
-        0 <= refund_target_minor(reward, low, payment) <= refund_target_minor(reward, high, payment)
-    )
-    assert refund_target_minor(reward, 0, payment) == 0
-    assert refund_target_minor(reward, payment, payment) == reward
-    # Refunded beyond the payment (a bigger charge) is a full refund, never more.
-    assert refund_target_minor(reward, payment + 1, payment) == reward
+@given(st.integers(min_value=0, max_value=10**24), AMOUNTS)
+def test_fraction_rounding_is_round_half_up_of_the_exact_value(numerator: int, den: int) -> None:
+    assert fraction_half_up(Fraction(numerator, den)) == half_up_reference(numerator, den)
 
 
-@given(reward_and_payment(), st.data())
-def test_partial_refunds_ending_in_full_telescope_to_the_reward(
-    rp: tuple[int, int], data: st.DataObject
+@given(reward_and_payment(), st.lists(AMOUNTS, min_size=1, max_size=4), st.data())
+def test_shares_of_shares_round_once_and_telescope_to_the_reward(
+    rp: tuple[int, int], shares: list[int], data: st.DataObject
 ) -> None:
-    reward, payment = rp
-    points = sorted(data.draw(st.lists(st.integers(min_value=0, max_value=payment), max_size=12)))
-    clawed = 0
-    for point in [*points, payment]:
-        amount = refund_clawback_minor(
-            reward_minor=reward,
-            payment_minor=payment,
-            refunded_total_minor=point,
-            refund_clawed_minor=clawed,
-            left_minor=reward - clawed,
-        )
-        assert amount >= 0
-        clawed += amount
-        assert clawed == half_up_reference(reward * point, payment) <= reward
-    assert clawed == reward
+    # F = sum a_p x r_p / c_p over an invoice's payments (STRIPE_FLOWS.md §4); rounded once.
+    reward, _ = rp
+    whole = sum(shares)
+    refunded = [data.draw(st.integers(min_value=0, max_value=a)) for a in shares]
+    money = sum((Fraction(r) for r in refunded), Fraction(0))
+    target = fraction_half_up(reward * money / whole)
+    assert target == half_up_reference(reward * sum(refunded), whole)
+    assert fraction_half_up(reward * Fraction(whole) / whole) == reward
 
 
-@given(reward_and_payment(), st.data())
-def test_clawback_never_exceeds_what_is_left(rp: tuple[int, int], data: st.DataObject) -> None:
-    reward, payment = rp
-    clawed = data.draw(st.integers(min_value=0, max_value=reward))
-    left = data.draw(st.integers(min_value=0, max_value=reward - clawed))
-    point = data.draw(st.integers(min_value=0, max_value=payment * 2))
-    amount = refund_clawback_minor(
-        reward_minor=reward,
-        payment_minor=payment,
-        refunded_total_minor=point,
-        refund_clawed_minor=clawed,
-        left_minor=left,
-    )
-    assert 0 <= amount <= left
+def test_rounding_refuses_a_negative_amount() -> None:
+    with pytest.raises(InvariantViolation):
+        fraction_half_up(Fraction(-1, 2))
 
 
 def test_share_refuses_impossible_inputs() -> None:
