@@ -24,7 +24,7 @@ STATE_FORMAT = 1
 
 
 def mode_tag(livemode: bool, account: str | None = None) -> str:
-    """"live" / "test", and "@acct_..." for a Connect account: part of every state key and
+    """ "live" / "test", and "@acct_..." for a Connect account: part of every state key and
     record id, so modes and accounts can never share state or replace each other's records."""
     mode = "live" if livemode else "test"
     return mode if account is None else f"{mode}@{account}"

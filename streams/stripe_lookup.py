@@ -39,9 +39,7 @@ class CustomerLookup:
             max_network_retries=2,
         )
 
-    async def touch(
-        self, customer_id: str, now_s: int, account: str | None = None
-    ) -> Touch | None:
+    async def touch(self, customer_id: str, now_s: int, account: str | None = None) -> Touch | None:
         """The customer's referral touch, or None (no code, deleted, or the API failed).
         A Connect account's customer is read with the `Stripe-Account` header."""
         options: dict[str, str] = {} if account is None else {"stripe_account": account}

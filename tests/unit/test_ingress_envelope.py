@@ -151,8 +151,12 @@ def test_unusable_references_fall_through_to_the_next_rule() -> None:
 
 
 def test_rule_5_an_invoice_payment_is_keyed_by_its_payment() -> None:
-    ip = {"id": "inpay_1", "object": "invoice_payment", "invoice": "in_1",
-          "payment": {"type": "payment_intent", "payment_intent": "pi_9"}}
+    ip = {
+        "id": "inpay_1",
+        "object": "invoice_payment",
+        "invoice": "in_1",
+        "payment": {"type": "payment_intent", "payment_intent": "pi_9"},
+    }
     assert key_of(event("invoice_payment.paid", ip)) == ("pi_9", "payment_intent")
     ip["payment"] = {"type": "charge", "charge": "ch_9"}
     assert key_of(event("invoice_payment.paid", ip)) == ("ch_9", "charge")

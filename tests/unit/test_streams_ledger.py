@@ -258,9 +258,7 @@ def comparable(rewards: dict[str, dict]) -> dict[str, dict]:
     # decided_at records when the decision became possible, and revision how many records it
     # took to name the payment ids: both order-dependent by nature (the final ids are not).
     order_dependent = ("decided_at", "revision")
-    return {
-        k: {f: v for f, v in r.items() if f not in order_dependent} for k, r in rewards.items()
-    }
+    return {k: {f: v for f, v in r.items() if f not in order_dependent} for k, r in rewards.items()}
 
 
 @pytest.mark.parametrize("api_version", API_VERSIONS)
