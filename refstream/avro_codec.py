@@ -70,12 +70,14 @@ class AvroCodec:
         body = io.BytesIO(data)
         body.seek(len(header))
         try:
-            record: dict[str, Any] = fastavro.schemaless_reader(body, self._parsed, None)
+            decoded: Any = fastavro.schemaless_reader(body, self._parsed, None)
         except Exception as exc:  # fastavro raises assorted types on corrupt bytes
             raise AvroDecodeError(f"corrupt {self.schema.fullname} record: {exc}") from exc
         if body.tell() != len(data):
             raise AvroDecodeError(f"corrupt {self.schema.fullname} record: trailing bytes")
-        return record
+        if not isinstance(decoded, dict):
+            raise AvroDecodeError(f"corrupt {self.schema.fullname} record: not a record")
+        return decoded
 
 
 @cache

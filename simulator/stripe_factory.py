@@ -321,7 +321,7 @@ class StripeFactory:
             sub["current_period_start"], sub["current_period_end"] = start, end
             if self.api_version[:10] < "2020-08-27":
                 # The legacy single-plan field; 2020-08-27 removed it (use items).
-                sub["plan"] = plan_of(item["price"])
+                sub["plan"] = plan_of(dict(item["price"]))  # type: ignore[call-overload]
         return sub
 
     def checkout_session(
@@ -743,7 +743,11 @@ class StripeFactory:
         basil a single `refund` id (the basil changelog replaced it with the list)."""
         cid = credit_note_id or self.new_id("cn")
         total = invoice["total"] if amount is None else amount
-        paid = invoice.get("amount_paid", invoice["amount_due"] if invoice.get("paid") else 0)
+        paid: int = (
+            invoice["amount_paid"]
+            if "amount_paid" in invoice
+            else (invoice["amount_due"] if invoice.get("paid") else 0)
+        )
         remaining = invoice.get("amount_remaining", 0)
         pre = min(total, remaining) if invoice.get("status") != "paid" or paid < total else 0
         if invoice.get("status") != "paid" and not paid:
@@ -1253,7 +1257,8 @@ def subscription_story(
         story.invoices.append(inv)
         if with_charges:
             ch = f.charge(
-                amount=inv.get("amount_paid", inv["amount_due"]),  # none before 2018-02-28
+                # No amount_paid before 2018-02-28.
+                amount=inv["amount_paid"] if "amount_paid" in inv else inv["amount_due"],
                 created=paid_at - 2,
                 currency=currency,
                 customer=cus["id"],

@@ -47,7 +47,7 @@ BAD_INPUT: tuple[type[Exception], ...] = (
     CorrectionInputError,
     OutputEncodeError,
 )
-DEAD_LETTER = (*BAD_INPUT, InvariantError)
+DEAD_LETTER: tuple[type[Exception], ...] = (*BAD_INPUT, InvariantError)
 
 
 def is_bug(error: BaseException) -> bool:

@@ -39,7 +39,8 @@ def lifecycle_records(
     if kind not in EVENT_TYPES:
         return []
     event_id, created = event.get("id"), event.get("created")
-    data = event.get("data") if isinstance(event.get("data"), Mapping) else {}
+    raw_data = event.get("data")
+    data: Mapping[str, Any] = raw_data if isinstance(raw_data, Mapping) else {}
     obj = data.get("object")
     if not isinstance(event_id, str) or not event_id:
         raise CorrectionInputError("subscription event without an id")
@@ -138,7 +139,8 @@ def _price_ids(items: list[Mapping[str, Any]]) -> list[str]:
 
 def _item_amount(item: Mapping[str, Any]) -> int | None:
     price = _price(item)
-    recurring = price.get("recurring") if isinstance(price.get("recurring"), Mapping) else {}
+    raw = price.get("recurring")
+    recurring: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     usage = recurring.get("usage_type") or price.get("usage_type")
     if usage == "metered":
         return 0
@@ -169,13 +171,15 @@ def _amount(items: list[Mapping[str, Any]]) -> int | None:
     if not items:
         return None
     amounts = [_item_amount(i) for i in items]
-    return None if any(a is None for a in amounts) else sum(amounts)  # type: ignore[misc]
+    known = [a for a in amounts if a is not None]
+    return None if len(known) != len(amounts) else sum(known)
 
 
 def _interval(items: list[Mapping[str, Any]]) -> tuple[str | None, int | None]:
     for item in items:
         price = _price(item)
-        recurring = price.get("recurring") if isinstance(price.get("recurring"), Mapping) else price
+        raw = price.get("recurring")
+        recurring: Mapping[str, Any] = raw if isinstance(raw, Mapping) else price
         interval = recurring.get("interval")
         if isinstance(interval, str):
             count = recurring.get("interval_count")
