@@ -9,20 +9,50 @@ the only copy: Kafka still has them until the offset is committed).
 A flush covers a window of offsets, first..last, of one topic-partition. The window, not
 the rows, names the write: its `dedup_token` is deterministic, so the same window written
 again after a crash is recognised by ClickHouse and dropped.
+
+A write ends one of three ways (`insert_outcome` tells them apart):
+- the target is unavailable (connection, timeout, server trouble): `SinkWriteError`, the
+  consumer pauses the partition and retries the whole window later;
+- the target refused rows for their data (a value that cannot be encoded or parsed): the
+  batch is split to find them (sinks/dead_letters_bisect.py), the others are written, and
+  `write` returns the refused ones for the dead letters;
+- anything else is a bug in refstream: `SinkBugError`, the sink stops.
 """
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from clickhouse_connect.driver import exceptions as ch_errors
 from clickhouse_connect.driver.client import Client
 
+from sinks.dead_letters_bisect import Refusal, insert_isolating
 from sinks.rows import Row, TableSpec
 
 
 class SinkWriteError(RuntimeError):
-    """The target refused a batch; nothing of the window may be committed."""
+    """The target could not take a batch now; nothing of the window may be committed."""
+
+
+class SinkBugError(RuntimeError):
+    """A write failed in a way no input explains: refstream is wrong, so the sink stops."""
+
+
+class RowsRefusedError(Exception):
+    """The target refused an insert because of the values it holds (internal to a write)."""
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """The Kafka record a row came from: what a dead letter must keep to be replayed."""
+
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
 
 
 @dataclass(frozen=True)
@@ -33,10 +63,32 @@ class Window:
     partition: int
     first_offset: int
     last_offset: int
+    # Tells apart a second insert of the same window into one table (refusal dead letters).
+    token_suffix: str = ""
 
     @property
     def dedup_token(self) -> str:
-        return f"{self.topic}:{self.partition}:{self.first_offset}-{self.last_offset}"
+        span = span_token(self.topic, self.partition, self.first_offset, self.last_offset)
+        return span + self.token_suffix
+
+
+def span_token(topic: str, partition: int, first_offset: int, last_offset: int) -> str:
+    """The dedup token of "this table's rows of offsets first..last of this partition".
+
+    Records at an offset never change and a mapping is a pure function, so one span always
+    names the same rows: a window and a bisection sub-batch with equal spans hold equal
+    rows, which is what makes sharing the token namespace safe.
+    """
+    return f"{topic}:{partition}:{first_offset}-{last_offset}"
+
+
+@dataclass(frozen=True)
+class RefusedRow:
+    """A row the target refused for its values, with the record it came from."""
+
+    row: Row
+    source: SourceRecord
+    reason: str
 
 
 @dataclass
@@ -44,6 +96,9 @@ class Batch:
     topic: str
     partition: int
     rows: list[Row] = field(default_factory=list)
+    # Parallel to `rows` when every row was added with its source (the consumer does);
+    # without sources a refused batch cannot be bisected (nothing to name sub-batches by).
+    sources: list[SourceRecord | None] = field(default_factory=list)
 
 
 class BatchingSink(ABC):
@@ -52,24 +107,35 @@ class BatchingSink(ABC):
     def __init__(self) -> None:
         self._batches: dict[tuple[str, int], Batch] = {}
 
-    def add(self, row: Row, topic: str, partition: int) -> None:
+    def add(self, row: Row, topic: str, partition: int, source: SourceRecord | None = None) -> None:
         key = (topic, partition)
         batch = self._batches.get(key)
         if batch is None:
             batch = self._batches[key] = Batch(topic, partition)
         batch.rows.append(row)
+        batch.sources.append(source)
 
     def pending_rows(self, topic: str, partition: int) -> int:
         batch = self._batches.get((topic, partition))
         return len(batch.rows) if batch else 0
 
-    def flush(self, window: Window) -> None:
-        """Write the window's batch (if it has rows); it is cleared even when writing fails."""
+    def flush(self, window: Window) -> list[RefusedRow]:
+        """Write the window's batch (if it has rows); it is cleared even when writing fails.
+
+        Returns the rows the target refused for their data (all others are written).
+        """
         key = (window.topic, window.partition)
         try:
             batch = self._batches.get(key)
-            if batch is not None and batch.rows:
-                self.write(batch, window)
+            if batch is None or not batch.rows:
+                return []
+            refusals = self.write(batch, window) or []
+            refused = []
+            for refusal in refusals:
+                source = batch.sources[refusal.index]
+                assert source is not None  # refusals only come from batches with sources
+                refused.append(RefusedRow(batch.rows[refusal.index], source, refusal.reason))
+            return refused
         finally:
             self._batches.pop(key, None)
 
@@ -81,8 +147,69 @@ class BatchingSink(ABC):
             self._batches.pop((topic, partition if partition is not None else -1), None)
 
     @abstractmethod
-    def write(self, batch: Batch, window: Window) -> None:
-        """Persist the batch durably or raise SinkWriteError."""
+    def write(self, batch: Batch, window: Window) -> list[Refusal] | None:
+        """Persist the batch durably (returning refused rows) or raise SinkWriteError."""
+
+
+class Outcome(enum.Enum):
+    UNAVAILABLE = "unavailable"
+    REFUSED = "refused"
+    BUG = "bug"
+
+
+# ClickHouse error codes that mean "these values do not fit", never "try again later".
+DATA_ERROR_CODES = frozenset({
+    6,  # CANNOT_PARSE_TEXT
+    26,  # CANNOT_PARSE_QUOTED_STRING
+    27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    38,  # CANNOT_PARSE_DATE
+    41,  # CANNOT_PARSE_DATETIME
+    53,  # TYPE_MISMATCH
+    69,  # ARGUMENT_OUT_OF_BOUND
+    70,  # CANNOT_CONVERT_TYPE
+    72,  # CANNOT_PARSE_NUMBER
+    117,  # INCORRECT_DATA
+    131,  # TOO_LARGE_STRING_SIZE
+    190,  # SIZES_OF_ARRAYS_DONT_MATCH
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    407,  # DECIMAL_OVERFLOW
+    469,  # VIOLATED_CONSTRAINT
+    691,  # UNKNOWN_ELEMENT_OF_ENUM
+})  # fmt: skip
+
+
+def insert_outcome(exc: BaseException) -> Outcome:
+    """What a failed insert means.
+
+    Measured with clickhouse-connect 1.12 on chDB 26.9: a lone surrogate in a String is
+    refused while the client encodes it (UnicodeEncodeError), a value that does not fit its
+    column type raises the client's DataError, a server refusal carries its error code.
+    Network trouble is OperationalError or OSError. A TypeError, AttributeError or plain
+    ValueError while serialising means a mapping produced the wrong Python type: a bug.
+    """
+    if isinstance(exc, UnicodeError | ch_errors.DataError):
+        return Outcome.REFUSED
+    if isinstance(exc, ch_errors.OperationalError | OSError | TimeoutError):
+        return Outcome.UNAVAILABLE
+    if isinstance(exc, ch_errors.DatabaseError):
+        code = exc.code if exc.code is not None else ch_errors._error_code_from_message(str(exc))
+        if code in DATA_ERROR_CODES:
+            return Outcome.REFUSED
+        if isinstance(exc, ch_errors.ProgrammingError) and code is None:
+            return Outcome.BUG  # the client refused our call before reaching the server
+        return Outcome.UNAVAILABLE  # a server-side condition (missing table, memory, ...)
+    if isinstance(exc, ch_errors.Error):
+        return Outcome.UNAVAILABLE  # InterfaceError and the like: transport, not data
+    if type(exc).__module__.startswith(("urllib3", "chdb")):
+        return Outcome.UNAVAILABLE
+    return Outcome.BUG
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error (ClickHouse appends stack traces), bounded."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:500]}" if lines else type(exc).__name__
 
 
 class ClickHouseSink(BatchingSink):
@@ -97,16 +224,43 @@ class ClickHouseSink(BatchingSink):
         self.spec = spec
         self.client = client
 
-    def write(self, batch: Batch, window: Window) -> None:
+    def write(self, batch: Batch, window: Window) -> list[Refusal]:
+        token = window.dedup_token
+        offsets = [s.offset if s is not None else None for s in batch.sources]
+        if any(offset is None for offset in offsets):
+            # Without offsets sub-batches cannot be named: refusal stays a plain failure.
+            self._insert(batch.rows, token, bisecting=False)
+            return []
+
+        def insert(rows: Sequence[Row], sub_token: str) -> None:
+            self._insert(rows, sub_token, bisecting=True)
+
+        def sub_token(first: int, last: int) -> str:
+            return span_token(window.topic, window.partition, first, last)
+
+        return insert_isolating(
+            batch.rows,
+            [o for o in offsets if o is not None],
+            insert,
+            token,
+            sub_token,
+            RowsRefusedError,
+        )
+
+    def _insert(self, rows: Sequence[Row], token: str, *, bisecting: bool) -> None:
         try:
             self.client.insert(
                 self.spec.table,
-                batch.rows,
+                rows,
                 column_names=list(self.spec.columns),
-                settings={"insert_deduplication_token": window.dedup_token},
+                settings={"insert_deduplication_token": token},
             )
         except Exception as exc:  # network, server and engine errors of assorted types
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
-            raise SinkWriteError(
-                f"insert into {self.spec.table} ({window.dedup_token}) failed: {first_line}"
-            ) from exc
+            outcome = insert_outcome(exc)
+            where = f"insert into {self.spec.table} ({token})"
+            if outcome is Outcome.REFUSED and bisecting:
+                raise RowsRefusedError(first_line(exc)) from exc
+            if outcome is Outcome.BUG:
+                raise SinkBugError(f"{where} failed unexpectedly: {first_line(exc)}") from exc
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+            raise SinkWriteError(f"{where} failed: {message}") from exc

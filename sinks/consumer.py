@@ -5,7 +5,9 @@ Commit protocol (the body repeats these as `# Step N` comments):
 1. Poll records (auto-commit off; read_committed, so aborted transactional writes of the
    workers never reach ClickHouse).
 2. Turn each record into its table's row; a record that cannot be decoded or mapped becomes
-   a `dead_letters` row with its bytes instead. Nothing in this step raises.
+   a `dead_letters` row with its bytes instead. Only a bug raises here (an error no input
+   explains, e.g. a TypeError in a mapping): the sink then stops instead of dead-lettering
+   every record.
 3. Extend the topic-partition's open window (first..last offset) and its batches.
 4. When the window holds `batch_max_rows` records or its oldest record waited
    `batch_max_wait_ms`, write each table's batch of that window with
@@ -13,7 +15,15 @@ Commit protocol (the body repeats these as `# Step N` comments):
    function of the offsets, and the offsets of a window always hold the same records, so a
    window written again after a crash (written, not yet committed) is dropped by
    ClickHouse.
-5. Only after every table accepted the window: commit offset last + 1 for the partition.
+   If ClickHouse refuses the batch for its values (not for being unavailable), the batch
+   is bisected (sinks/dead_letters_bisect.py): good rows are written in order under
+   sub-batch tokens named by their offset span, each refused row becomes a `dead_letters`
+   row (original bytes, coordinates, the engine's reason), written with the token
+   "{topic}:{partition}:{first}-{last}:refused". Order: decode dead letters, the table
+   (bisected), refusal dead letters; a crash anywhere in it re-reads the window, and every
+   insert already done presents the same token again.
+5. Only after every table accepted the window (refused rows being dead letters by then):
+   commit offset last + 1 for the partition.
 6. On a write error: forget the partition's window (its batches are cleared in a
    `finally`) and pause the partition; the others go on (one broken table does not stop
    the rest). After an exponential backoff, rewind it to its committed offset and resume:
@@ -33,7 +43,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -53,7 +63,14 @@ from sinks import (
     rewards,
     stripe_events,
 )
-from sinks.base import ClickHouseSink, SinkWriteError, Window
+from sinks.base import (
+    ClickHouseSink,
+    RefusedRow,
+    SinkBugError,
+    SinkWriteError,
+    SourceRecord,
+    Window,
+)
 from sinks.rows import RowError, TableSpec
 
 log = logging.getLogger(__name__)
@@ -70,6 +87,12 @@ ALL_SPECS: tuple[TableSpec, ...] = (
 )
 # How long one poll may block: bounds how late a time-due window is noticed.
 _POLL_MS = 200
+# What odd-but-decodable input raises while decoding or mapping a record: AvroDecodeError
+# and RowError are ValueErrors, as are json's and int()'s refusals (over-long digit
+# strings); deeply nested JSON in a body raises RecursionError. Anything else is a bug.
+BAD_INPUT: tuple[type[Exception], ...] = (ValueError, RecursionError, OverflowError)
+# Suffix of the token of a window's second dead-letter insert (rows refused by a table).
+REFUSED_TOKEN_SUFFIX = ":refused"  # noqa: S105 - a dedup token, not a secret
 
 
 @dataclass
@@ -196,22 +219,35 @@ class SinkConsumer:
 
     def _add(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         offset, value = record.offset, record.value
+        source = SourceRecord(offset, record.key, value, record.timestamp)
         # Step 2
         try:
             if value is None:
                 raise RowError("record has no value")
             row = self._sinks[tp.topic].spec.to_row(self._codecs[tp.topic].decode(value))
-            self._sinks[tp.topic].add(row, tp.topic, tp.partition)
-        except Exception as exc:  # noqa: BLE001 - any bad record is a dead letter, never a crash
+            self._sinks[tp.topic].add(row, tp.topic, tp.partition, source)
+        except BAD_INPUT as exc:  # a bad record is a dead letter, never a crash
             failure = dead_letters.sink_failure_row(
                 tp.topic, tp.partition, offset, record.key, value, record.timestamp, exc
             )
-            self._dead.add(failure, tp.topic, tp.partition)
+            self._dead.add(failure, tp.topic, tp.partition, source)
             log.warning(
                 "sink_dead_letter",
                 extra={"topic": tp.topic, "partition": tp.partition, "offset": offset,
+                       "error_type": type(exc).__name__,
+                       "error": dead_letters.utf8_safe(str(exc)[:300])},
+            )  # fmt: skip
+        except Exception as exc:
+            # Not an input problem: dead-lettering would bury every record behind a bug.
+            log.critical(
+                "sink_mapping_bug",
+                extra={"topic": tp.topic, "partition": tp.partition, "offset": offset,
                        "error_type": type(exc).__name__, "error": str(exc)[:300]},
             )  # fmt: skip
+            raise SinkBugError(
+                f"mapping {tp.topic}:{tp.partition}:{offset} failed unexpectedly: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         # Step 3
         window = self._windows.get(tp)
         if window is None:
@@ -230,6 +266,10 @@ class SinkConsumer:
         except SinkWriteError as exc:
             self._pause(consumer, tp, exc)
             return
+        except SinkBugError as exc:
+            log.critical("sink_stopped_on_bug", extra={"window": window.dedup_token,
+                                                       "error": str(exc)[:1000]})  # fmt: skip
+            raise
         if self._generation != generation:
             return  # Step 7: written, but the partition moved on; the owner re-reads it
         # Step 5
@@ -246,13 +286,51 @@ class SinkConsumer:
                                                   "records": open_window.count})  # fmt: skip
 
     def _write(self, window: Window) -> None:
-        tables = self._tables_of(window.topic)
+        main = self._sinks[window.topic]
         try:
-            for sink in tables:
-                sink.flush(window)
+            if main is not self._dead:
+                self._only_accepted(self._dead.flush(window), window)  # decode dead letters
+            refused = main.flush(window)
+            if refused:
+                for item in refused:
+                    self._dead.add(
+                        self._refused_dead_letter(main.spec, window, item),
+                        window.topic,
+                        window.partition,
+                        item.source,
+                    )
+                second = replace(window, token_suffix=REFUSED_TOKEN_SUFFIX)
+                self._only_accepted(self._dead.flush(second), window)
         finally:
-            for sink in tables:  # a failure in the first table must not leave the second's rows
+            for sink in {main, self._dead}:  # a failure in one must not leave another's rows
                 sink.clear(window.topic, window.partition)
+
+    @staticmethod
+    def _refused_dead_letter(spec: TableSpec, window: Window, item: RefusedRow) -> tuple:
+        named = dict(zip(spec.columns, item.row, strict=False))
+        event_id = named.get("event_id") or named.get("source_event_id") or ""
+        source = item.source
+        log.warning(
+            "sink_row_refused",
+            extra={"topic": window.topic, "partition": window.partition,
+                   "offset": source.offset, "table": spec.table,
+                   "reason": dead_letters.utf8_safe(item.reason[:300])},
+        )  # fmt: skip
+        return dead_letters.refused_row(
+            window.topic, window.partition, source.offset, source.key, source.value,
+            source.timestamp_ms, spec.table, item.reason,
+            event_id if isinstance(event_id, str) else "",
+        )  # fmt: skip
+
+    @staticmethod
+    def _only_accepted(refused: list[RefusedRow], window: Window) -> None:
+        # A dead letter is built by this sink from bytes and UTF-8-safe text; the table
+        # refusing one means refstream is wrong, and there is nowhere left to put it.
+        if refused:
+            raise SinkBugError(
+                f"dead_letters refused {len(refused)} dead letter(s) of {window.dedup_token}: "
+                f"{refused[0].reason}"
+            )
 
     def _pause(self, consumer: AIOKafkaConsumer, tp: TopicPartition, exc: SinkWriteError) -> None:
         # Step 6
