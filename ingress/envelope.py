@@ -3,8 +3,10 @@
 The ingress reads only the few fields it needs for routing; the body itself travels byte
 for byte, so the streams parse what they need and nothing is lost by a re-serialisation.
 
-What counts as a Stripe event (else 400): a JSON object, UTF-8, with `id` (non-empty
-string, at most 255 characters), `type` (non-empty string), `created` (integer),
+What counts as a Stripe event (else 400): a JSON object that ingress/body_limits.py
+accepts (UTF-8, no lone surrogates, 64-bit integers, finite numbers, bounded depth), with
+`id` (non-empty string, at most 255 characters), `type` (non-empty string), `created`
+(integer),
 `livemode` (boolean) and `data.object` (an object with a string `object`). A top-level
 `object`, when present, must be "event"; thin events (`"v2.core.event"`, API v2 event
 destinations) are refused with their own reason because they carry no snapshot and the
@@ -30,10 +32,10 @@ then maps it to a partition.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
+from ingress.body_limits import DEFAULT_MAX_DEPTH, load_json
 from ingress.rejection import Reason, Rejected
 from ingress.signature import VerifiedBody
 from refstream.avro_codec import AvroCodec
@@ -88,13 +90,12 @@ class Envelope:
         return _CODEC.encode(self.record())
 
 
-def parse_envelope(verified: VerifiedBody, received_at_ms: int) -> Envelope | Rejected:
-    try:
-        event = json.loads(verified.body.decode("utf-8"))
-    except UnicodeDecodeError:
-        return Rejected(Reason.INVALID_JSON, "body is not UTF-8")
-    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-        return Rejected(Reason.INVALID_JSON, "body is not JSON")
+def parse_envelope(
+    verified: VerifiedBody, received_at_ms: int, *, max_depth: int = DEFAULT_MAX_DEPTH
+) -> Envelope | Rejected:
+    event = load_json(verified.body, max_depth)
+    if isinstance(event, Rejected):
+        return event
     if not isinstance(event, dict):
         return Rejected(Reason.NOT_A_STRIPE_EVENT, "body is not a JSON object")
 

@@ -24,6 +24,28 @@ class Reason(StrEnum):
     INVALID_JSON = "invalid_json"
     NOT_A_STRIPE_EVENT = "not_a_stripe_event"
     THIN_EVENT = "thin_event"
+    # What JSON can say but no downstream stage can carry (ingress/body_limits.py)
+    LONE_SURROGATE = "lone_surrogate"  # a "\udc00" escape: not encodable as UTF-8
+    INTEGER_OUT_OF_RANGE = "integer_out_of_range"  # beyond Avro long (signed 64-bit)
+    NON_FINITE_NUMBER = "non_finite_number"  # NaN, Infinity, or a float literal that overflows
+    NESTING_TOO_DEEP = "nesting_too_deep"
+    # HTTP (ingress/app.py, ingress/http_errors.py)
+    UNSUPPORTED_CONTENT_ENCODING = "unsupported_content_encoding"
+    BODY_READ_TIMEOUT = "body_read_timeout"
+    HEADERS_TOO_LARGE = "headers_too_large"
+    BAD_HTTP_REQUEST = "bad_http_request"  # refused by aiohttp's parser (e.g. headers too long)
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+
+
+_STATUS = {
+    Reason.BODY_TOO_LARGE: 413,
+    Reason.UNSUPPORTED_CONTENT_ENCODING: 415,
+    Reason.BODY_READ_TIMEOUT: 408,
+    Reason.HEADERS_TOO_LARGE: 431,
+    Reason.NOT_FOUND: 404,
+    Reason.METHOD_NOT_ALLOWED: 405,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,4 +55,4 @@ class Rejected:
 
     @property
     def status(self) -> int:
-        return 413 if self.reason is Reason.BODY_TOO_LARGE else 400
+        return _STATUS.get(self.reason, 400)

@@ -11,10 +11,23 @@ Rules (STRIPE.md):
 - The timestamp must lie within the tolerance in both directions: stripe-python only
   rejects stale timestamps, we also reject future ones (clock skew or a forged header).
 
-Everything stripe-python's `WebhookSignature.verify_header` accepts within the tolerance is
-accepted here too (a property test checks it). We are stricter in two ways only: a future
-timestamp beyond the tolerance, and a `t` that is not plain ASCII digits (Python's `int()`
-would also take signs, underscores and spaces; Stripe never sends them).
+Everything stripe-python 16.x's `WebhookSignature.verify_header` accepts within the
+tolerance is accepted here too; tests/unit/test_ingress_stripe_compat.py checks it with
+hypothesis. We parse the header as it does: items split on ",", each split on its first
+two "=" (so `v1=<hex>=junk` counts as `v1=<hex>`), the first `t` counts, a `t` or `v1`
+item without "=" refuses the header, `t` may be zero-padded (`t=0001700000000` is
+1700000000: the signed string uses the integer). The intended differences:
+1. a timestamp more than the tolerance in the future is refused (stripe-python only
+   refuses stale ones);
+2. `t` must be ASCII digits: Python's `int()`, which stripe-python uses, also takes a
+   sign, surrounding whitespace, underscores (`1_700_000_000`) and non-ASCII digits
+   (`\u0661...`); Stripe never sends them, and a negative `t` is stale anyway;
+3. `t` over 12 significant digits (past the year 33000) is refused as malformed; being in
+   the future it would fail rule 1 anyway;
+4. a `v1` value with non-ASCII characters is simply not a match; stripe-python's
+   `hmac.compare_digest` on such a str raises TypeError (an uncaught crash, not a
+   SignatureVerificationError) unless an earlier entry already matched;
+5. the tolerance is always enforced (stripe-python skips it for tolerance 0/None).
 
 A success is a `VerifiedBody`, the only thing `ingress.envelope` turns into a publishable
 envelope: an unverified body cannot reach Kafka by mistake.
@@ -34,6 +47,7 @@ SIGNATURE_HEADER = "Stripe-Signature"
 SCHEME = "v1"
 # A unix time in seconds has 10 digits until the year 2286; anything much longer is junk
 # (and int() refuses strings over 4300 digits with a ValueError we would rather not meet).
+# Counted after leading zeros, which stripe-python's int() accepts.
 _MAX_TIMESTAMP_DIGITS = 12
 
 # Only this module can mint a VerifiedBody (see VerifiedBody.__post_init__).
@@ -104,7 +118,9 @@ def _parse_header(header: str) -> tuple[int, list[bytes]] | Rejected:
     timestamp_raw: str | None = None
     candidates: list[bytes] = []
     for item in header.split(","):
-        key, sep, value = item.partition("=")
+        # As stripe-python: split on the first two "=", the value is the middle part.
+        parts = item.split("=", 2)
+        key, sep, value = parts[0], len(parts) > 1, parts[1] if len(parts) > 1 else ""
         if not sep:
             if key in ("t", SCHEME):  # a known key without a value, as stripe-python refuses
                 return Rejected(Reason.MALFORMED_SIGNATURE_HEADER, f"{key!r} has no value")
@@ -120,7 +136,7 @@ def _parse_header(header: str) -> tuple[int, list[bytes]] | Rejected:
     if not (
         timestamp_raw.isascii()
         and timestamp_raw.isdigit()
-        and len(timestamp_raw) <= _MAX_TIMESTAMP_DIGITS
+        and len(timestamp_raw.lstrip("0")) <= _MAX_TIMESTAMP_DIGITS
     ):
         return Rejected(Reason.MALFORMED_SIGNATURE_HEADER, "t is not a unix time in seconds")
     if not candidates:

@@ -250,7 +250,7 @@ def with_(value: Any, *path: str) -> dict[str, Any]:
         (b"not json", Reason.INVALID_JSON),
         (b"", Reason.INVALID_JSON),
         (b"[" * 200_000 + b"]" * 200_000, Reason.INVALID_JSON),
-        (b'{"id": NaN', Reason.INVALID_JSON),
+        (b'{"id": NaN', Reason.NON_FINITE_NUMBER),  # Python's json would take it: refused
         (b"[]", Reason.NOT_A_STRIPE_EVENT),
         (b'"evt_1"', Reason.NOT_A_STRIPE_EVENT),
         (b"null", Reason.NOT_A_STRIPE_EVENT),
@@ -268,7 +268,6 @@ def test_bodies_that_are_not_json_objects(body: bytes, reason: Reason) -> None:
         with_(42, "id"),
         with_("", "id"),
         with_("evt_" + "x" * 252, "id"),
-        with_("evt_\ud800", "id"),  # a lone surrogate cannot be UTF-8 (Avro, Kafka key)
         without("type"),
         with_(None, "type"),
         without("created"),
@@ -276,7 +275,6 @@ def test_bodies_that_are_not_json_objects(body: bytes, reason: Reason) -> None:
         with_(True, "created"),
         with_(1.5, "created"),
         with_(-1, "created"),
-        with_(2**64, "created"),
         without("livemode"),
         with_("false", "livemode"),
         with_(0, "livemode"),
@@ -292,6 +290,19 @@ def test_bodies_that_are_not_json_objects(body: bytes, reason: Reason) -> None:
 def test_json_that_is_not_a_stripe_event(ev: dict[str, Any]) -> None:
     result = envelope_of(ev)
     assert isinstance(result, Rejected) and result.reason is Reason.NOT_A_STRIPE_EVENT, result
+
+
+@pytest.mark.parametrize(
+    ("ev", "reason"),
+    [
+        # A lone surrogate cannot be UTF-8 (Avro, Kafka key): refused wherever it is.
+        (with_("evt_\ud800", "id"), Reason.LONE_SURROGATE),
+        (with_(2**64, "created"), Reason.INTEGER_OUT_OF_RANGE),  # beyond Avro long
+    ],
+)
+def test_unrepresentable_values_have_their_own_reason(ev: dict[str, Any], reason: Reason) -> None:
+    result = envelope_of(ev)
+    assert isinstance(result, Rejected) and result.reason is reason, result
 
 
 def test_an_event_id_of_255_characters_is_fine() -> None:
