@@ -22,6 +22,7 @@ A write ends one of three ways (`insert_outcome` tells them apart):
 from __future__ import annotations
 
 import enum
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,18 @@ from clickhouse_connect.driver.client import Client
 
 from sinks.dead_letters_bisect import Refusal, insert_isolating
 from sinks.rows import Row, TableSpec
+
+
+class _SerialisationNoise(logging.Filter):
+    """clickhouse-connect logs a traceback at ERROR for every value it cannot serialise,
+    then raises; bisection provokes that on purpose, and the sink logs each refused row
+    itself (`sink_row_refused`), so these lines would only bury the real ones."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Error serializing column")
+
+
+logging.getLogger("clickhouse_connect.driver.transform").addFilter(_SerialisationNoise())
 
 
 class SinkWriteError(RuntimeError):
