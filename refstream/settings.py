@@ -10,6 +10,7 @@ whole object once and passes the sections it needs down explicitly.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -78,6 +79,20 @@ class IngressSettings:
     # REFSTREAM_PRODUCER_LINGER_MS: how long the producer waits to fill a batch; concurrent
     # requests share batches.
     producer_linger_ms: int = 5
+    # REFSTREAM_MAX_JSON_DEPTH: deeper nesting of objects/arrays in a webhook body is
+    # refused with 400 (Stripe events nest about 10 deep; the streams parse recursively).
+    max_json_depth: int = 64
+    # REFSTREAM_BODY_READ_TIMEOUT_MS: a client that has not sent its whole body within this
+    # time gets 408 (a slow sender must not hold a connection and a handler for ever).
+    body_read_timeout_ms: int = 10_000
+    # REFSTREAM_MAX_HEADER_BYTES: longest request line and header field; longer ones get
+    # a JSON 400 (Stripe's headers are a few hundred bytes).
+    max_header_bytes: int = 8190
+    # REFSTREAM_INGRESS_ADMIN_HOST / REFSTREAM_INGRESS_ADMIN_PORT: when the port is set,
+    # /healthz, /readyz and /metrics are served only there and the public listener serves
+    # only the webhook path. Unset (the default): everything on the one listener.
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,10 @@ class SinkSettings:
     # process serves (in embedded mode the only way to read while the sink owns the folder).
     query_api_host: str = "127.0.0.1"
     query_api_port: int = 8124
+    # REFSTREAM_QUERY_API_TOKEN: bearer token the report API requires (and `refstream
+    # report` sends) when set; required when REFSTREAM_QUERY_API_HOST is not a loopback
+    # address. At least 16 characters.
+    query_api_token: Secret | None = None
 
     @property
     def embedded(self) -> bool:
@@ -185,6 +204,20 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _opt_int(env: Mapping[str, str], name: str, minimum: int = 0) -> int | None:
+    return None if _get(env, name) is None else _int(env, name, 0, minimum)
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` can only be reached from this machine (empty = every interface)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost may resolve anywhere
+        return False
+
+
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
     raw = _get(env, name)
     return default if raw is None else raw
@@ -200,6 +233,21 @@ def _secrets(env: Mapping[str, str], name: str) -> tuple[Secret, ...]:
             # Never echo the value: it may be a real secret pasted into the wrong variable.
             raise SettingsError(f"{ENV_PREFIX}{name}: every secret must start with 'whsec_'")
     return secrets
+
+
+MIN_TOKEN_CHARS = 16
+
+
+def _token(raw: str | None) -> Secret | None:
+    if raw is None:
+        return None
+    if len(raw) < MIN_TOKEN_CHARS or raw != raw.strip():
+        # Never echo the value, not even its length.
+        raise SettingsError(
+            f"{ENV_PREFIX}QUERY_API_TOKEN must be at least {MIN_TOKEN_CHARS} characters "
+            "without surrounding spaces"
+        )
+    return Secret(raw)
 
 
 def _dsn(env: Mapping[str, str], name: str, default: Secret) -> Secret:
@@ -240,7 +288,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "MAX_BODY_BYTES", i.max_body_bytes, minimum=1024),
         publish_timeout_ms=_int(env, "PUBLISH_TIMEOUT_MS", i.publish_timeout_ms, minimum=1),
         producer_linger_ms=_int(env, "PRODUCER_LINGER_MS", i.producer_linger_ms),
+        max_json_depth=_int(env, "MAX_JSON_DEPTH", i.max_json_depth, minimum=2),
+        body_read_timeout_ms=_int(env, "BODY_READ_TIMEOUT_MS", i.body_read_timeout_ms, 1),
+        max_header_bytes=_int(env, "MAX_HEADER_BYTES", i.max_header_bytes, minimum=1024),
+        admin_host=_str(env, "INGRESS_ADMIN_HOST", i.admin_host),
+        admin_port=_opt_int(env, "INGRESS_ADMIN_PORT", minimum=1),
     )
+    if ingress.admin_port is not None and ingress.admin_port == ingress.port:
+        raise SettingsError(
+            f"{ENV_PREFIX}INGRESS_ADMIN_PORT must differ from {ENV_PREFIX}INGRESS_PORT"
+        )
     sk = SinkSettings()
     sink = SinkSettings(
         clickhouse_dsn=_dsn(env, "CLICKHOUSE_DSN", sk.clickhouse_dsn),
@@ -251,7 +308,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_max_ms=_int(env, "SINK_RETRY_MAX_MS", sk.retry_max_ms, minimum=1),
         query_api_host=_str(env, "QUERY_API_HOST", sk.query_api_host),
         query_api_port=_int(env, "QUERY_API_PORT", sk.query_api_port, minimum=1),
+        query_api_token=_token(_get(env, "QUERY_API_TOKEN")),
     )
+    if sink.query_api_token is None and not is_loopback(sink.query_api_host):
+        # Reports are referrers' revenue: never served beyond this machine unauthenticated.
+        raise SettingsError(
+            f"{ENV_PREFIX}QUERY_API_HOST is not a loopback address: set "
+            f"{ENV_PREFIX}QUERY_API_TOKEN (a random string of at least "
+            f"{MIN_TOKEN_CHARS} characters) so the report API requires it"
+        )
     if sink.retry_max_ms < sink.retry_initial_ms:
         raise SettingsError(
             f"{ENV_PREFIX}SINK_RETRY_MAX_MS must be >= {ENV_PREFIX}SINK_RETRY_INITIAL_MS"

@@ -12,17 +12,23 @@ Routes (JSON in, JSON out; every error is `{"error": "..."}` with its status):
 - GET /reports/{name}?k=v...  -> {"report", "params", "columns", "rows"}
 Malformed input -> 400, unknown report or path -> 404, any other method -> 405,
 internal failure -> 500 with an opaque message (details only in the log).
+
+With a token (REFSTREAM_QUERY_API_TOKEN), every route but /health needs
+`Authorization: Bearer <token>` (else 401): the reports are referrers' revenue. Listening
+beyond loopback without a token is refused at start (settings and `start_query_api`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
+from refstream.settings import ENV_PREFIX, Secret, is_loopback
 from sinks.reports import REPORTS, ReportError, ReportResult, run_report
 
 log = logging.getLogger(__name__)
@@ -51,8 +57,27 @@ async def _json_errors(
         return _error(500, "internal error")
 
 
-def build_app(run: RunReport) -> web.Application:
-    """The API around `run(name, params)`, which must be safe to call from a thread."""
+def _bearer_auth(token: Secret) -> Callable[..., Awaitable[web.StreamResponse]]:
+    expected = f"Bearer {token.value}".encode()
+
+    @web.middleware
+    async def check(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path != "/health":
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(given, expected):  # constant time: no length oracle
+                response = _error(401, "missing or wrong bearer token")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+        return await handler(request)
+
+    return check
+
+
+def build_app(run: RunReport, token: Secret | None = None) -> web.Application:
+    """The API around `run(name, params)`, which must be safe to call from a thread; with a
+    `token`, requests must carry it as a bearer token."""
     lock = asyncio.Lock()  # one query at a time: a small API, and chDB queries share cores
 
     async def health(request: web.Request) -> web.Response:
@@ -86,7 +111,8 @@ def build_app(run: RunReport) -> web.Application:
             return _error(400, str(exc))
         return web.json_response(result.to_json())
 
-    app = web.Application(middlewares=[_json_errors])
+    middlewares = [_json_errors] if token is None else [_json_errors, _bearer_auth(token)]
+    app = web.Application(middlewares=middlewares)
     app.router.add_get("/health", health, allow_head=False)
     app.router.add_get("/reports", catalogue, allow_head=False)
     app.router.add_get("/reports/{name}", report, allow_head=False)
@@ -100,9 +126,15 @@ def client_runner(client: Client) -> RunReport:
     return run
 
 
-async def start_query_api(client: Client, host: str, port: int) -> web.AppRunner:
+async def start_query_api(
+    client: Client, host: str, port: int, token: Secret | None = None
+) -> web.AppRunner:
     """Serve the API for `client` (which should be a readonly one) until runner.cleanup()."""
-    runner = web.AppRunner(build_app(client_runner(client)), access_log=None)
+    if token is None and not is_loopback(host):
+        raise ValueError(
+            f"the report API would listen on {host} without {ENV_PREFIX}QUERY_API_TOKEN"
+        )
+    runner = web.AppRunner(build_app(client_runner(client), token), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("query_api_listening", extra={"host": host, "port": port})

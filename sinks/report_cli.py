@@ -15,7 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from refstream.settings import Settings, SinkSettings
+from refstream.settings import ENV_PREFIX, Secret, Settings, SinkSettings
 from sinks.clickhouse import ClickHouseError, EngineBusyError, connect, engine_folder
 from sinks.reports import (
     REPORTS,
@@ -48,11 +48,15 @@ def query_api_url(sink: SinkSettings) -> str:
     return f"http://{sink.query_api_host}:{sink.query_api_port}"
 
 
-def fetch_via_api(base_url: str, name: str, params: dict[str, str]) -> ReportResult | None:
+def fetch_via_api(
+    base_url: str, name: str, params: dict[str, str], token: Secret | None = None
+) -> ReportResult | None:
     """The report from a query API, or None when nothing listens at `base_url`."""
     url = f"{base_url}/reports/{urllib.parse.quote(name)}?{urllib.parse.urlencode(params)}"
+    headers = {} if token is None else {"Authorization": f"Bearer {token.value}"}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - our own http URL
     try:
-        with urllib.request.urlopen(url, timeout=_API_TIMEOUT_S) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=_API_TIMEOUT_S) as response:  # noqa: S310
             body = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:
@@ -61,6 +65,11 @@ def fetch_via_api(base_url: str, name: str, params: dict[str, str]) -> ReportRes
             message = exc.reason
         if exc.code in (400, 404):
             raise ReportError(message) from None
+        if exc.code == 401:
+            raise ReportUnavailableError(
+                f"query API at {base_url} refused the request ({message}): set "
+                f"{ENV_PREFIX}QUERY_API_TOKEN to the sink's token"
+            ) from None
         raise ReportUnavailableError(f"query API at {base_url} failed: {message}") from None
     except (urllib.error.URLError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -102,7 +111,7 @@ def fetch_direct(sink: SinkSettings, name: str, params: dict[str, str]) -> Repor
 def fetch(sink: SinkSettings, name: str, params: dict[str, str]) -> ReportResult:
     validate_params(get_report(name), params)  # fail fast, before any I/O
     if sink.embedded:
-        result = fetch_via_api(query_api_url(sink), name, params)
+        result = fetch_via_api(query_api_url(sink), name, params, sink.query_api_token)
         if result is not None:
             return result
     return fetch_direct(sink, name, params)

@@ -56,7 +56,9 @@ async def serve(settings: Settings, stop: asyncio.Event, *, query_api: bool = Tr
         await ensure_topics(settings.kafka)
         if query_api:
             reader = await asyncio.to_thread(connect, sink, readonly=True)
-            runner = await start_query_api(reader, sink.query_api_host, sink.query_api_port)
+            runner = await start_query_api(
+                reader, sink.query_api_host, sink.query_api_port, sink.query_api_token
+            )
         await SinkConsumer(settings.kafka, sink, client).run(stop)
     finally:
         if runner is not None:
