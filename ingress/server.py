@@ -91,6 +91,9 @@ async def start_listeners(app: web.Application, settings: IngressSettings) -> Li
                 shutdown_timeout=settings.publish_timeout_ms / 1000 + 2,
                 max_line_size=settings.max_header_bytes,
                 max_field_size=settings.max_header_bytes,
+                # The app refuses every Content-Encoding (415); without this the parser
+                # would inflate (and could fail on, or be bombed by) a body nobody reads.
+                auto_decompress=False,
             )
             await runner.setup()
             runners.append(runner)
