@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--family", choices=["pre-basil", "basil+"], help="API family to check")
     doctor.add_argument("--account", help="Connect: check a connected account's endpoints")
+    dlq = add(
+        "dlq",
+        "list or replay dead letters; replay re-publishes each original key and value to its "
+        "source topic and is idempotent (the worker dedupes Stripe event ids, the sink tables "
+        "record ids: a second replay has no effect)",
+        "refstream.dlq_cli:main",
+    )
+    _dlq_arguments(dlq)
     add("run", "start the local broker and the pipeline on this machine", "refstream.commands:run")
     return parser
 
@@ -122,6 +130,19 @@ def _simulate_arguments(command: argparse.ArgumentParser) -> None:
     add("--program-file", type=Path, help="write the program file (TOML) the ledger assumes")
     add("--apply-program", action="store_true", help="apply that program to Kafka first")
     add("--dry-run", action="store_true", help="generate and write the files, send nothing")
+
+
+def _dlq_arguments(command: argparse.ArgumentParser) -> None:
+    add = command.add_argument
+    add("action", choices=["list", "replay"])
+    add("--stage", choices=["worker", "sink"], help="worker: topic stripe.events.dlq; sink: "
+        "ClickHouse's dead_letters table (list: both by default; replay: required)")  # fmt: skip
+    add("--since", help="failed at or after this ISO 8601 time (UTC unless it says)")
+    add("--until", help="failed at or before this ISO 8601 time")
+    add("--id", action="append", default=[], dest="ids", help="a dead_letter_id; repeatable")
+    add("--limit", type=int, help="at most this many (default 100); replay refuses more")
+    add("--format", choices=["table", "json"], default="table")
+    add("--dry-run", action="store_true", help="replay: show what would be sent, send nothing")
 
 
 def _load(target: str) -> Handler:
