@@ -1,11 +1,12 @@
 """Replaying dead letters: their original bytes, re-published to their source topic.
 
-The key and value are sent exactly as they were first published, to the topic they came
-from, with a `refstream-replay-of` header naming the dead letter (for audit; no stage
-reads it). The record gets a new offset, so it is processed like a redelivery: the worker
-recognises a Stripe event id it already recorded, and the sink tables are
-ReplacingMergeTree on the record ids. Replaying a record twice therefore has no second
-effect; replaying one that still fails just dead-letters it again.
+The key and value are sent exactly as they were first published, to the topic and
+partition they came from (the partition is where that key's state lives, whichever
+partitioner the original producer used), with a `refstream-replay-of` header naming the
+dead letter (for audit; no stage reads it). The record gets a new offset, so it is
+processed like a redelivery: the worker recognises a Stripe event id it already recorded,
+and the sink tables are ReplacingMergeTree on the record ids. Replaying a record twice
+therefore has no second effect; replaying one that still fails dead-letters it again.
 
 Only topics the stage reads are accepted as targets: a dead letter naming anything else
 (another prefix, a hand-made record) is refused rather than published somewhere new.
@@ -77,6 +78,7 @@ async def replay(kafka: KafkaSettings, stage: str, letters: Sequence[DeadLetter]
                 letter.source_topic,
                 value=letter.value,
                 key=letter.key,
+                partition=letter.source_partition,
                 headers=[(REPLAY_HEADER, letter.dead_letter_id.encode())],
             )
             done.append(Replayed(letter, metadata.partition, metadata.offset))
