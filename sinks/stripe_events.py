@@ -55,8 +55,8 @@ def parse_body(body: bytes) -> tuple[dict[str, Any], str]:
     """(event dict, '') or ({}, what is wrong)."""
     try:
         event = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return {}, f"body is not JSON: {exc}"[:500]
+    except (ValueError, RecursionError) as exc:  # not UTF-8/JSON, too deep, too big a number
+        return {}, f"body is not JSON: {type(exc).__name__}"[:500]
     if not isinstance(event, dict):
         return {}, "body is not a JSON object"
     return event, ""
