@@ -100,8 +100,8 @@ async def start_listeners(app: web.Application, settings: IngressSettings) -> Li
             await web.TCPSite(runner, host, port).start()
             ports.append(int(runner.addresses[0][1]))
     except BaseException:
-        for runner in reversed(runners):
-            await runner.cleanup()
+        for started in reversed(runners):
+            await started.cleanup()
         raise
     return Listening(runners, ports[0], ports[1] if len(ports) > 1 else None)
 

@@ -120,8 +120,8 @@ def fetch(sink: SinkSettings, name: str, params: dict[str, str]) -> ReportResult
 def main(settings: Settings, args: argparse.Namespace) -> int:
     if args.name == "list":
         for report in REPORTS.values():
-            params = ", ".join(f"--{p.name.replace('_', '-')}" for p in report.params)
-            print(f"{report.name:26} {report.description}\n{'':26} options: {params}")
+            options = ", ".join(f"--{p.name.replace('_', '-')}" for p in report.params)
+            print(f"{report.name:26} {report.description}\n{'':26} options: {options}")
         return 0
     params = {
         param: str(getattr(args, option))

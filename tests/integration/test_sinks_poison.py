@@ -76,9 +76,7 @@ async def test_refused_rows_are_dead_lettered_and_the_partition_goes_on(
 
     await _run_until_caught_up(kafka_settings, sink, client)
 
-    landed = dict(
-        client.query("SELECT event_id, body_error FROM stripe_events FINAL").result_rows
-    )
+    landed = dict(client.query("SELECT event_id, body_error FROM stripe_events FINAL").result_rows)
     # Bodies the mapping cannot parse (JSON nested past Python's recursion limit, a
     # 5000-digit number) land with their raw bytes and the reason; they move no money.
     assert set(landed) == {event_id for event_id, _, _ in [*good, *others, nested, huge]}
