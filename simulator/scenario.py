@@ -3,25 +3,38 @@
     scenario = generate(ScenarioConfig(customers=200, months=12, seed=7))
     scenario.events                 # tuple of Stripe events (dicts), Stripe time order
     scenario.expected.to_json()     # the expected ledger (simulator/expected.py)
-    scenario.program.toml()         # the one program the expectations assume
+    scenario.program.toml()         # the one (tiered, time-limited) program it assumes
 
 Customers (each one a story built from simulator.stripe_factory):
-- subscribers, either API family, usd or eur, test or live mode: monthly renewals for up to
-  `months` months, upgrades (prorated `subscription_update` invoice at once) and
-  downgrades (prorations on the next renewal), churn, coupons, sales tax or VAT (inclusive
-  or exclusive), sometimes a one-time add-on bought through Checkout;
+- subscribers on any API version (2018-02-06 without amount_paid, 2019-02-19 with `date`,
+  pre-basil, basil), usd or eur, test or live mode, on the platform or on a Connect
+  account (events with `account`): monthly renewals for up to `months` months, upgrades
+  (invoiced at once or prorations riding on the next renewal), downgrades (prorations on
+  the next renewal), metered usage billed in arrears, churn, coupons, tax or VAT,
+  truncated invoice lines (`has_more`), out-of-band payments (basil: part off Stripe;
+  pre-basil: paid_out_of_band, earns nothing) sometimes with a credit note, and add-ons
+  bought once (through Checkout, or a charge without a payment intent);
 - guests: a one-time Checkout purchase without a customer, keyed by its payment intent;
 - referred (a code under `code_key`, on the customer, the subscription, the Checkout
   Session, only the invoices' subscription snapshot, or the charge) or organic (no code);
-- refunds of any paid charge (partial steps or full; refund.created + charge.refunded with
-  the cumulative amount_refunded) and disputes (created, then closed won or lost).
+- basil invoice payments: one `invoice_payment.paid` per payment after its charge (never
+  `invoice.payments`: webhooks do not render that includable field); partial payments
+  (two payment intents, each its share); one payment intent paying two invoices;
+- corrections of any charge: refunds (partial steps or full; refund.created +
+  charge.refunded), refunds that fail or are canceled after they were counted (then
+  charge.updated with amount_refunded back down, sometimes a new refund later),
+  pre-basil partial captures (the released remainder is a Refund that is no customer
+  refund), disputes whole or partial, won or lost, inquiries closed or escalated.
 
-The stories stay inside what the pipeline can decide the same way in any delivery order:
-one code per customer, carried by events of that customer's stream; every charge of a
-basil invoice is named by the invoice's `payments` (always when it is later refunded or
-disputed) or by an invoice_payment.paid event, so no charge is counted twice; add-on
-purchases go through Checkout and never share an amount with an invoice paid within two
-days; refunds come before a dispute of the same charge and never exceed what was paid.
+The stories stay inside what the pipeline can decide the same way in any delivery order
+(docs/STRIPE_FLOWS.md): one code per customer, carried by that customer's events; every
+invoice charge is linked (pre-basil `invoice.charge` / `charge.invoice`, basil an
+invoice_payment.paid per payment), so no amount-match guess is needed; one-time charges
+never share an amount with an invoice paid within two days; the first invoice of a
+subscriber is always paid through Stripe (it starts the tenure clock); refunds come
+before a dispute of the same charge and refunds + disputed amount never exceed what was
+captured; a voided refund's charge.updated comes a second after its refund.failed /
+refund.updated; every dispute is closed by the end of the stream.
 """
 
 from __future__ import annotations
@@ -36,31 +49,38 @@ from typing import Any
 from simulator.expected import (
     KIND_INVOICE,
     KIND_ONE_TIME,
+    ChargeFact,
     CustomerFact,
     DisputeFact,
     ExpectedLedger,
     PaymentFact,
-    RefundStep,
+    RefundFact,
     SimProgram,
+    add_months,
     build_ledger,
     half_up,
     invariant,
 )
 from simulator.stripe_factory import (
-    API_VERSIONS,
+    BASIL,
     DAY,
     DEFAULT_START,
+    OLD_2018,
+    OLD_2019,
+    PRE_BASIL,
     Json,
     Line,
     StripeFactory,
     _price,
 )
-from streams.tenure import add_months
 
 # Monthly plans (basic, pro, business) and one-time purchases, in minor units.
 PLANS = {"usd": (1_900, 4_900, 9_900), "eur": (1_700, 4_500, 8_900)}
 PLAN_NAMES = ("basic", "pro", "business")
 ONE_TIME_AMOUNTS = {"usd": (2_900, 14_900, 19_900, 49_900), "eur": (2_500, 13_900, 17_900, 45_900)}
+USAGE_UNIT = {"usd": 3, "eur": 3}  # per API call, metered in arrears
+SEAT_PRICE = {"usd": 500, "eur": 450}  # extra seats on an invoice with many lines
+MANUAL_AMOUNTS = {"usd": (2_500, 7_500), "eur": (2_200, 6_900)}  # one-off invoices
 # (rate, inclusive): none, US sales tax added on top, EU VAT contained in the price.
 TAX_PROFILES = {
     "usd": ((None, False), (None, False), ("0.0825", False)),
@@ -69,17 +89,51 @@ TAX_PROFILES = {
 SUBSCRIBER_CODE_PLACES = ("customer", "subscription", "checkout_session", "invoice_only")
 GUEST_CODE_PLACES = ("charge", "checkout_session")
 DISPUTE_REASONS = ("fraudulent", "product_not_received", "subscription_canceled")
-MAX_CUSTOMERS = 10_000  # about 350k events and 1.5 GB in memory
+MAX_CUSTOMERS = 10_000  # about 400k events and 2 GB in memory
 MAX_MONTHS = 36
+LINES_SHOWN = 10  # a truncated invoice shows its first 10 lines (has_more)
 
 
 class ScenarioError(ValueError):
     """A scenario setting out of range."""
 
 
+_RATES = (
+    "live_ratio",
+    "organic_ratio",
+    "guest_ratio",
+    "add_on_ratio",
+    "upgrade_rate",
+    "downgrade_rate",
+    "churn_rate",
+    "refund_rate",
+    "full_refund_share",
+    "dispute_rate",
+    "dispute_won_share",
+    "partial_dispute_share",
+    "inquiry_rate",
+    "inquiry_escalation_share",
+    "refund_void_share",
+    "partial_capture_rate",
+    "partial_payment_rate",
+    "multi_invoice_payment_rate",
+    "upgrade_invoiced_now_share",
+    "metered_share",
+    "truncated_lines_rate",
+    "old_api_share",
+    "basil_share",
+    "out_of_band_rate",
+    "credit_note_share",
+    "connect_share",
+    "no_payment_intent_share",
+)
+
+
 @dataclass(frozen=True)
 class ScenarioConfig:
-    """Everything that shapes a scenario; the same config always yields the same stream."""
+    """Everything that shapes a scenario; the same config always yields the same stream.
+    Rates are per subscriber-month, per payment or per charge as noted; shares are of the
+    thing named."""
 
     customers: int = 200  # customer stories (subscribers and guests)
     months: int = 12  # renewals per subscriber, at most
@@ -90,14 +144,31 @@ class ScenarioConfig:
     live_ratio: float = 0.2  # share of customers in live mode
     organic_ratio: float = 0.25  # share of customers without a referral code
     guest_ratio: float = 0.1  # share of guest checkouts among customers
-    add_on_ratio: float = 0.15  # share of subscribers who also buy once
-    upgrade_rate: float = 0.04  # per subscriber-month
-    downgrade_rate: float = 0.03  # per subscriber-month
+    add_on_ratio: float = 0.25  # share of subscribers who also buy once
+    upgrade_rate: float = 0.05  # per subscriber-month
+    downgrade_rate: float = 0.04  # per subscriber-month
+    upgrade_invoiced_now_share: float = 0.5  # else the prorations ride on the next renewal
     churn_rate: float = 0.03  # per subscriber-month
-    refund_rate: float = 0.06  # per payment
-    full_refund_share: float = 0.4  # of refunded payments
-    dispute_rate: float = 0.015  # per payment
+    metered_share: float = 0.25  # subscribers with a metered item billed in arrears
+    truncated_lines_rate: float = 0.05  # renewals with more lines than a webhook shows
+    refund_rate: float = 0.07  # per charge
+    full_refund_share: float = 0.4  # of refunded charges
+    refund_void_share: float = 0.3  # of refunded charges: one refund fails or is canceled
+    dispute_rate: float = 0.03  # per charge (chargebacks)
     dispute_won_share: float = 0.5
+    partial_dispute_share: float = 0.4  # of disputes and escalated inquiries
+    inquiry_rate: float = 0.03  # per charge
+    inquiry_escalation_share: float = 0.4  # of inquiries
+    partial_capture_rate: float = 0.3  # of one-time charges (pre-basil: a release refund)
+    no_payment_intent_share: float = 0.3  # of add-ons: a Charges API charge, no Checkout
+    partial_payment_rate: float = 0.06  # of basil invoices: paid by two payment intents
+    multi_invoice_payment_rate: float = 0.04  # of basil renewals: + a one-off invoice, one PI
+    out_of_band_rate: float = 0.04  # of renewals (never a first invoice)
+    credit_note_share: float = 0.5  # of out-of-band invoices
+    old_api_share: float = 0.15  # customers on 2018-02-06 / 2019-02-19
+    basil_share: float = 0.5  # of the other customers
+    connect_share: float = 0.15  # customers of a connected account
+    connected_accounts: int = 2
     code_key: str = "cello_ucc"  # REFSTREAM_REFERRAL_CODE_KEY of the pipeline
     new_user_id_key: str = "new_user_id"
     program: SimProgram = field(default_factory=SimProgram)
@@ -109,22 +180,12 @@ class ScenarioConfig:
             raise ScenarioError(f"months must be 1..{MAX_MONTHS}, got {self.months}")
         if self.referrers is not None and self.referrers < 1:
             raise ScenarioError(f"referrers must be >= 1, got {self.referrers}")
+        if not 0 <= self.connected_accounts <= 100:
+            raise ScenarioError(f"connected_accounts must be 0..100, got {self.connected_accounts}")
         unknown = [c for c in self.currencies if c not in PLANS]
         if not self.currencies or unknown:
             raise ScenarioError(f"currencies must be among {sorted(PLANS)}, got {unknown}")
-        for name in (
-            "live_ratio",
-            "organic_ratio",
-            "guest_ratio",
-            "add_on_ratio",
-            "upgrade_rate",
-            "downgrade_rate",
-            "churn_rate",
-            "refund_rate",
-            "full_refund_share",
-            "dispute_rate",
-            "dispute_won_share",
-        ):
+        for name in _RATES:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ScenarioError(f"{name} must be within 0..1, got {value}")
@@ -148,6 +209,7 @@ class Scenario:
     events: tuple[Json, ...]  # Stripe time order (ties: generation order)
     customers: tuple[CustomerFact, ...]
     payments: tuple[PaymentFact, ...]
+    charges: tuple[ChargeFact, ...]
     expected: ExpectedLedger
 
     @property
@@ -171,18 +233,24 @@ def generate(config: ScenarioConfig) -> Scenario:
 
 @dataclass
 class _Story:
-    """One customer being written: its factory, mode, currency, code and invoices."""
+    """One customer being written: its factory, mode, account, currency, code, invoices."""
 
     f: StripeFactory
     currency: str
     code: str | None
     code_on: str
     customer_id: str | None
-    invoices: list[tuple[int, int]] = field(default_factory=list)  # (paid_at, amount_paid)
+    account: str | None = None
+    invoices: list[tuple[int, int]] = field(default_factory=list)  # (paid_at, A)
 
     @property
     def livemode(self) -> bool:
         return self.f.livemode
+
+    @property
+    def key(self) -> str:
+        invariant(self.customer_id is not None, "a guest story has no customer id")
+        return self.customer_id or ""
 
 
 class _Builder:
@@ -192,15 +260,42 @@ class _Builder:
         self.codes = referral_codes(config.referrer_count)
         # A few referrers bring most customers (Zipf-like weights), as in real programs.
         self.code_weights = list(accumulate(1.0 / (rank + 1) for rank in range(len(self.codes))))
+        self.accounts = [
+            f"acct_{_Random(config.seed * 1_000 + n).getrandbits(64):016x}"
+            for n in range(config.connected_accounts)
+        ]
         self._events: list[tuple[int, int, Json]] = []
         self.payments: list[PaymentFact] = []
+        self.charges: list[ChargeFact] = []
         self.customers: list[CustomerFact] = []
-        self.counts = {"refunds": 0, "disputes": 0, "upgrades": 0, "downgrades": 0, "churned": 0}
+        self.counts: dict[str, int] = {
+            k: 0
+            for k in (
+                "refunds",
+                "voided_refunds",
+                "disputes",
+                "partial_disputes",
+                "inquiries",
+                "escalated_inquiries",
+                "partial_captures",
+                "partial_payments",
+                "multi_invoice_payments",
+                "out_of_band",
+                "credit_notes",
+                "truncated_lines",
+                "metered",
+                "upgrades",
+                "downgrades",
+                "churned",
+                "no_payment_intent",
+            )
+        }
 
     # --- output ---
 
-    def emit(self, f: StripeFactory, type_: str, obj: Json, at: int, **kw: Any) -> None:
-        self._events.append((at, len(self._events), f.event(type_, obj, created=at, **kw)))
+    def emit(self, story: _Story, type_: str, obj: Json, at: int, **kw: Any) -> None:
+        event = story.f.event(type_, obj, created=at, account=story.account, **kw)
+        self._events.append((at, len(self._events), event))
 
     def build(self) -> Scenario:
         for _ in range(self.cfg.customers):
@@ -215,26 +310,41 @@ class _Builder:
             "events": len(events),
             "customers": len(self.customers),
             "payments": len(self.payments),
+            "charges": len(self.charges),
             **self.counts,
         }
-        expected = build_ledger(self.payments, self.customers, self.cfg.program, counts)
-        return Scenario(self.cfg, events, tuple(self.customers), tuple(self.payments), expected)
+        expected = build_ledger(
+            self.payments, self.customers, self.cfg.program, counts, self.charges
+        )
+        return Scenario(
+            self.cfg,
+            events,
+            tuple(self.customers),
+            tuple(self.payments),
+            tuple(self.charges),
+            expected,
+        )
 
     # --- who ---
 
-    def new_story(self, code_places: tuple[str, ...]) -> _Story:
-        rng = self.rng
+    def new_story(self, code_places: tuple[str, ...], *, guest: bool = False) -> _Story:
+        rng, cfg = self.rng, self.cfg
+        if not guest and rng.chance(cfg.old_api_share):
+            version = rng.choice((OLD_2018, OLD_2019))
+        else:
+            version = BASIL if rng.chance(cfg.basil_share) else PRE_BASIL
         f = StripeFactory(
-            api_version=rng.choice(API_VERSIONS),
-            livemode=rng.chance(self.cfg.live_ratio),
-            seed=rng.getrandbits(63),
+            api_version=version, livemode=rng.chance(cfg.live_ratio), seed=rng.getrandbits(63)
         )
-        currency = rng.choice(self.cfg.currencies)
+        account = None
+        if self.accounts and not guest and rng.chance(cfg.connect_share):
+            account = rng.choice(self.accounts)
+        currency = rng.choice(cfg.currencies)
         code = None
-        if not rng.chance(self.cfg.organic_ratio):
+        if not rng.chance(cfg.organic_ratio):
             code = rng.choices(self.codes, cum_weights=self.code_weights)[0]
         code_on = rng.choice(code_places) if code else "none"
-        return _Story(f, currency, code, code_on, customer_id=None)
+        return _Story(f, currency, code, code_on, customer_id=None, account=account)
 
     def metadata(self, story: _Story, place: str) -> dict[str, str]:
         if story.code is None or story.code_on != place:
@@ -244,7 +354,16 @@ class _Builder:
 
     def register(self, story: _Story, key: str, kind: str) -> None:
         self.customers.append(
-            CustomerFact(key, story.livemode, story.currency, story.code, story.code_on, kind)
+            CustomerFact(
+                key,
+                story.livemode,
+                story.currency,
+                story.code,
+                story.code_on,
+                kind,
+                account=story.account,
+                api_version=story.f.api_version,
+            )
         )
 
     # --- subscribers ---
@@ -258,10 +377,13 @@ class _Builder:
         tax_rate, tax_inclusive = rng.choice(TAX_PROFILES[currency])
         tier = rng.randrange(len(PLANS[currency]))
         coupon = rng.chance(0.15)
+        metered = rng.chance(cfg.metered_share)
+        if metered:
+            self.counts["metered"] += 1
         cus = f.customer(
             created=signup, metadata=self.metadata(story, "customer"), customer_id=cus_id
         )
-        self.emit(f, "customer.created", cus, signup)
+        self.emit(story, "customer.created", cus, signup)
         self.register(story, cus_id, "subscriber")
         sub_meta = self.metadata(story, "subscription") or self.metadata(story, "invoice_only")
         anchor = signup + 2
@@ -284,48 +406,68 @@ class _Builder:
                 subscription=sub["id"],
                 metadata=self.metadata(story, "checkout_session"),
             )
-            self.emit(f, "checkout.session.completed", session, signup + 5)
+            self.emit(story, "checkout.session.completed", session, signup + 5)
         if story.code_on != "invoice_only":
-            self.emit(f, "customer.subscription.created", sub, anchor)
-
-        def invoice(lines: list[Line], created: int, reason: str, discount: int = 0) -> None:
-            self.subscription_invoice(
-                story,
-                cus_id,
-                sub["id"],
-                sub_meta,
-                lines,
-                created=created,
-                reason=reason,
-                tax=(tax_rate, tax_inclusive),
-                discount_minor=discount,
-            )
-
-        pending: list[Line] = []  # downgrade prorations, billed on the next renewal
+            self.emit(story, "customer.subscription.created", sub, anchor)
+        tax = (tax_rate, tax_inclusive)
+        pending: list[Line] = []  # prorations billed on the next renewal
         for m in range(cfg.months):
             start, end = add_months(anchor, m), add_months(anchor, m + 1)
             price = PLANS[currency][tier]
-            lines = [
+            lines = [*pending]
+            pending = []
+            if metered and m > 0:
+                calls = rng.randrange(200, 5_000)
+                prev = add_months(anchor, m - 1)
+                lines.append(
+                    Line(
+                        calls * USAGE_UNIT[currency],
+                        prev,
+                        start,
+                        kind="metered",
+                        description=f"{calls} x API calls (usage)",
+                        quantity=calls,
+                    )
+                )
+            truncated = m > 0 and rng.chance(cfg.truncated_lines_rate)
+            if truncated:
+                self.counts["truncated_lines"] += 1
+                lines = [
+                    Line(SEAT_PRICE[currency], start, end, kind="item",
+                         description=f"Extra seat {n + 1}")
+                    for n in range(LINES_SHOWN)
+                ] + lines  # fmt: skip
+            lines.append(
                 Line(
                     price,
                     start,
                     end,
                     description=f"1 x {PLAN_NAMES[tier].title()}",
                     metadata=sub_meta or None,
-                ),
-                *pending,
-            ]
-            pending = []
+                    price_id=_price_id(tier),
+                )
+            )
             discount = half_up(Decimal(price) * Decimal("0.2")) if coupon and m == 0 else 0
             reason = "subscription_create" if m == 0 else "subscription_cycle"
-            invoice(lines, start, reason, discount)
+            self.subscription_invoice(
+                story,
+                sub["id"],
+                sub_meta,
+                lines,
+                created=start,
+                reason=reason,
+                tax=tax,
+                discount_minor=discount,
+                service_at=start,
+                lines_shown=LINES_SHOWN if truncated else None,
+            )
             roll = rng.random()
             change = None
             if roll < cfg.upgrade_rate and tier + 1 < len(PLANS[currency]):
                 change = tier + 1
             elif roll < cfg.upgrade_rate + cfg.downgrade_rate and tier > 0:
                 change = tier - 1
-            if change is not None:
+            if change is not None and m + 1 < cfg.months:
                 at = start + (end - start) * rng.randrange(30, 71) // 100
                 prorations = _prorations(PLANS[currency], tier, change, at, start, end)
                 updated = copy.deepcopy(sub)
@@ -334,7 +476,7 @@ class _Builder:
                 if "plan" in updated:
                     updated["plan"] = item["price"]
                 self.emit(
-                    f,
+                    story,
                     "customer.subscription.updated",
                     updated,
                     at,
@@ -343,7 +485,20 @@ class _Builder:
                 sub = updated
                 if change > tier:
                     self.counts["upgrades"] += 1
-                    invoice(prorations, at, "subscription_update")
+                    if rng.chance(cfg.upgrade_invoiced_now_share):
+                        self.subscription_invoice(
+                            story,
+                            sub["id"],
+                            sub_meta,
+                            prorations,
+                            created=at,
+                            reason="subscription_update",
+                            tax=tax,
+                            discount_minor=0,
+                            service_at=None,  # no subscription line: its paid_at
+                        )
+                    else:
+                        pending = prorations
                 else:
                     self.counts["downgrades"] += 1
                     # Billed with the next renewal, when the credit still leaves it positive.
@@ -353,7 +508,7 @@ class _Builder:
             if 1 <= m < cfg.months - 1 and rng.chance(cfg.churn_rate):
                 canceled = copy.deepcopy(sub)
                 canceled.update(status="canceled", canceled_at=end - 60, ended_at=end)
-                self.emit(f, "customer.subscription.deleted", canceled, end)
+                self.emit(story, "customer.subscription.deleted", canceled, end)
                 self.counts["churned"] += 1
                 break
         if rng.chance(cfg.add_on_ratio) and story.invoices:
@@ -363,7 +518,6 @@ class _Builder:
     def subscription_invoice(
         self,
         story: _Story,
-        cus_id: str,
         subscription_id: str,
         sub_meta: dict[str, str],
         lines: list[Line],
@@ -372,14 +526,24 @@ class _Builder:
         reason: str,
         tax: tuple[str | None, bool],
         discount_minor: int,
+        service_at: int | None,
+        lines_shown: int | None = None,
     ) -> None:
-        rng, f = self.rng, story.f
-        refund, dispute = self.trouble()
-        pi, ch_id = f.new_id("pi"), f.new_id("ch")
+        rng, f, cfg = self.rng, story.f, self.cfg
+        cus_id = story.key
         paid_at = created + (3_700 if reason == "subscription_cycle" else 60)
-        # Basil webhooks usually lack invoice.payments; a refunded or disputed payment needs
-        # it (the reward must name its charge), the others name it by invoice_payment.paid.
-        include_payments = f.basil and (refund or dispute or rng.chance(0.5))
+        first = not story.invoices
+        out_of_band = not first and rng.chance(cfg.out_of_band_rate)
+        partial = f.basil and not out_of_band and rng.chance(cfg.partial_payment_rate)
+        multi = (
+            f.basil
+            and reason == "subscription_cycle"
+            and not out_of_band
+            and not partial
+            and rng.chance(cfg.multi_invoice_payment_rate)
+        )
+        pis = [f.new_id("pi")] + ([f.new_id("pi")] if partial else [])
+        ch_ids = [f.new_id("ch") for _ in pis]
         common: dict[str, Any] = {
             "lines": lines,
             "created": created,
@@ -390,76 +554,184 @@ class _Builder:
             "tax_rate": tax[0],
             "tax_inclusive": tax[1],
             "discount_minor": discount_minor,
-            "payment_intent": pi,
+            "lines_shown": lines_shown,
         }
+        inv_id = f.new_id("in")
+        link = {} if f.basil or (out_of_band) else {"payment_intent": pis[0], "charge": ch_ids[0]}
         inv = f.invoice(
-            cus_id, paid_at=paid_at, charge=ch_id, include_payments=include_payments, **common
+            cus_id, paid_at=paid_at, invoice_id=inv_id, out_of_band=out_of_band, **link, **common
         )
-        invariant(inv["amount_paid"] > 0, f"invoice {inv['id']} pays nothing")
+        due = inv["amount_due"]
+        invariant(due > 0, f"invoice {inv_id} pays nothing")
+        flows = [reason]
+        if lines_shown is not None:
+            flows.append("truncated_lines")
+        if any(li.kind == "metered" for li in lines):
+            flows.append("metered")
+        if any(li.kind == "proration" for li in lines) and reason == "subscription_cycle":
+            flows.append("prorations_on_renewal")
+        if f.api_version in (OLD_2018, OLD_2019):
+            flows.append(f"api_{f.api_version}")
+        if story.account:
+            flows.append("connect")
+        # What was paid through Stripe (A) and by which payment.
+        through_stripe = due
+        if out_of_band:
+            self.counts["out_of_band"] += 1
+            flows.append("out_of_band")
+            if f.basil:
+                # Partly marked paid outside Stripe: the rest is paid by a payment intent.
+                off = max(1, min(due - 1, due * rng.randrange(30, 71) // 100))
+                inv["amount_paid_off_stripe"] = off
+                through_stripe = due - off
+            else:
+                through_stripe = 0  # paid_out_of_band: amount_paid 0, no charge
+        amounts = [through_stripe]
+        if partial:
+            self.counts["partial_payments"] += 1
+            flows.append("partial_payment")
+            first_part = max(1, min(due - 1, due * rng.randrange(30, 71) // 100))
+            amounts = [first_part, due - first_part]
         if reason == "subscription_cycle" and rng.chance(0.5):
-            draft = f.invoice(cus_id, paid_at=None, invoice_id=inv["id"], **common)
-            self.emit(f, "invoice.created", draft, created)
-        ch = f.charge(
-            amount=inv["amount_paid"],
-            created=paid_at - 2,
-            currency=story.currency,
-            customer=cus_id,
-            payment_intent=pi,
-            invoice=inv["id"],
-            charge_id=ch_id,
-        )
-        self.emit(f, "charge.succeeded", ch, paid_at - 1)
-        self.emit(f, "invoice.paid", inv, paid_at)
-        if rng.chance(0.3):
-            self.emit(f, "invoice.payment_succeeded", inv, paid_at)
-        if f.basil and (not include_payments or rng.chance(0.3)):
-            payment = f.invoice_payment(inv, payment_intent=pi, created=paid_at)
-            self.emit(f, "invoice_payment.paid", payment, paid_at)
-        story.invoices.append((paid_at, inv["amount_paid"]))
-        refunds, disputed = self.corrections(f, ch, paid_at, refund, dispute)
+            draft = f.invoice(cus_id, paid_at=None, invoice_id=inv_id, **common)
+            self.emit(story, "invoice.created", draft, created)
+        # The one-off invoice a multi-invoice payment intent also pays.
+        manual: Json | None = None
+        if multi:
+            self.counts["multi_invoice_payments"] += 1
+            flows.append("multi_invoice_payment")
+            amount = rng.choice(MANUAL_AMOUNTS[story.currency])
+            manual = f.invoice(
+                cus_id,
+                lines=[Line(amount, created, created, kind="item", description="Onboarding")],
+                created=created - 600,
+                paid_at=paid_at,
+                billing_reason="manual",
+                currency=story.currency,
+            )
+        shares: list[tuple[str, int]] = []
+        times = [paid_at - 2 * DAY, paid_at] if partial else [paid_at]
+        for n, (pi, ch_id, amount, at) in enumerate(zip(pis, ch_ids, amounts, times, strict=True)):
+            if amount <= 0:
+                continue
+            charge_amount = amount + (manual["amount_paid"] if manual and n == 0 else 0)
+            ch = f.charge(
+                amount=charge_amount,
+                created=at - 2,
+                currency=story.currency,
+                customer=cus_id,
+                payment_intent=pi,
+                invoice=None if f.basil else inv_id,
+                charge_id=ch_id,
+            )
+            self.emit(story, "charge.succeeded", ch, at - 1)
+            if f.basil:
+                ip = f.invoice_payment(
+                    inv, payment_intent=pi, created=at, amount_paid=amount,
+                    amount_requested=amount if (partial or out_of_band) else None,
+                )  # fmt: skip
+                self.emit(story, "invoice_payment.paid", ip, at)
+                if manual is not None and n == 0:
+                    ipm = f.invoice_payment(manual, payment_intent=pi, created=at)
+                    self.emit(story, "invoice_payment.paid", ipm, at)
+            shares.append((ch_id, amount))
+            self.settle_charge(story, ch, at)
+        self.emit(story, "invoice.paid", inv, paid_at)
+        if not out_of_band and rng.chance(0.3):
+            self.emit(story, "invoice.payment_succeeded", inv, paid_at)
+        if out_of_band and rng.chance(cfg.credit_note_share):
+            self.counts["credit_notes"] += 1
+            flows.append("credit_note")
+            credited = max(1, due // 5)
+            note = f.credit_note(
+                inv,
+                created=paid_at + rng.randrange(DAY, 5 * DAY),
+                amount=credited,
+                out_of_band_amount=credited,
+                reason="order_change",
+            )
+            self.emit(story, "credit_note.created", note, note["created"])
+        story.invoices.append((paid_at, through_stripe))
         self.payments.append(
             PaymentFact(
-                payment_id=inv["id"],
+                payment_id=inv_id,
                 kind=KIND_INVOICE,
                 customer_key=cus_id,
                 livemode=f.livemode,
                 currency=story.currency,
                 referral_code=story.code,
-                amount_minor=inv["amount_paid"],
+                amount_minor=through_stripe,
                 total_minor=inv["total"],
                 total_excluding_tax_minor=inv["total_excluding_tax"],
                 paid_at=paid_at,
-                charge_id=ch_id,
-                refunds=refunds,
-                dispute=disputed,
+                shares=tuple(shares),
+                account=story.account,
+                service_at=paid_at if service_at is None else service_at,
+                amount_paid_minor=0 if (out_of_band and not f.basil) else due,
+                billing_reason=reason,
+                flows=tuple(flows),
             )
         )
+        if manual is not None:
+            self.emit(story, "invoice.paid", manual, paid_at)
+            story.invoices.append((paid_at, manual["amount_paid"]))
+            self.payments.append(
+                PaymentFact(
+                    payment_id=manual["id"],
+                    kind=KIND_INVOICE,
+                    customer_key=cus_id,
+                    livemode=f.livemode,
+                    currency=story.currency,
+                    referral_code=story.code,
+                    amount_minor=manual["amount_paid"],
+                    total_minor=manual["total"],
+                    total_excluding_tax_minor=manual["total_excluding_tax"],
+                    paid_at=paid_at,
+                    shares=((ch_ids[0], manual["amount_paid"]),),
+                    account=story.account,
+                    service_at=paid_at,  # no subscription line: its paid_at
+                    billing_reason="manual",
+                    flows=("manual", "multi_invoice_payment"),
+                )
+            )
 
     # --- one-time purchases ---
 
     def guest(self) -> None:
-        story = self.new_story(GUEST_CODE_PLACES)
+        story = self.new_story(GUEST_CODE_PLACES, guest=True)
         span = max(DAY, self.cfg.months * 30 * DAY)
         self.one_time(story, at=self.cfg.start + self.rng.randrange(0, span))
 
     def one_time(self, story: _Story, *, at: int) -> None:
         """A one-time purchase: a guest's (its own story) or a subscriber's add-on."""
-        rng, f, currency = self.rng, story.f, story.currency
+        rng, f, currency, cfg = self.rng, story.f, story.currency, self.cfg
         guest = story.customer_id is None
         amount = rng.choice(ONE_TIME_AMOUNTS[currency])
-        # Never the amount of an invoice paid near it: the pipeline may match a charge to an
-        # unlinked invoice by amount (streams/customer_ledger.py, rule 4).
-        while any(abs(paid - at) <= 2 * DAY and amt == amount for paid, amt in story.invoices):
+        no_pi = not guest and rng.chance(cfg.no_payment_intent_share)
+        partial_capture = not no_pi and rng.chance(cfg.partial_capture_rate)
+        captured = amount
+        if partial_capture:
+            captured = amount * rng.randrange(50, 91) // 100
+        # Never the amount of an invoice paid near it: the pipeline may match an unlinked
+        # charge to an unlinked invoice by amount (docs/STRIPE_FLOWS.md section 2).
+        while any(abs(paid - at) <= 2 * DAY and a in (captured, amount) for paid, a in story.invoices):
             amount += 100
-        via_checkout = not guest or story.code_on == "checkout_session" or rng.chance(0.8)
+            captured += 100
+        via_checkout = not no_pi and (
+            not guest or story.code_on == "checkout_session" or rng.chance(0.8)
+        )
         amount_tax = 0
-        if via_checkout and rng.chance(0.3):
+        if via_checkout and not partial_capture and rng.chance(0.3):
             amount_tax = half_up(Decimal(amount) * Decimal("0.2") / Decimal("1.2"))
-        pi = f.new_id("pi")
-        key = story.customer_id or pi
+        pi = None if no_pi else f.new_id("pi")
+        ch_id = f.new_id("ch")
+        key = story.customer_id or pi or ch_id
         if guest:
-            self.register(story, pi, "guest")
-        refund, dispute = self.trouble()
+            self.register(story, key, "guest")
+        flows = ["one_time"]
+        if no_pi:
+            self.counts["no_payment_intent"] += 1
+            flows.append("no_payment_intent")
         ch = f.charge(
             amount=amount,
             created=at + 10,
@@ -467,8 +739,10 @@ class _Builder:
             customer=story.customer_id,
             payment_intent=pi,
             metadata=self.metadata(story, "charge") if guest else None,
+            charge_id=ch_id,
+            captured=not partial_capture,
         )
-        self.emit(f, "charge.succeeded", ch, at + 11)
+        self.emit(story, "charge.succeeded", ch, at + 11)
         if via_checkout:
             session = f.checkout_session(
                 mode="payment",
@@ -480,77 +754,193 @@ class _Builder:
                 amount_tax=amount_tax,
                 metadata=self.metadata(story, "checkout_session") if guest else None,
             )
-            self.emit(f, "checkout.session.completed", session, at + 12)
-        refunds, disputed = self.corrections(f, ch, at + 10, refund, dispute)
+            self.emit(story, "checkout.session.completed", session, at + 12)
+        paid_at = at + 10
+        if partial_capture:
+            # Captured later for less than authorized (manual capture).
+            self.counts["partial_captures"] += 1
+            flows.append("partial_capture")
+            paid_at = at + 3_600
+            ch = f.charge(
+                amount=amount,
+                created=at + 10,
+                currency=currency,
+                customer=story.customer_id,
+                payment_intent=pi,
+                metadata=self.metadata(story, "charge") if guest else None,
+                charge_id=ch_id,
+                amount_captured=captured,
+            )
+            self.emit(story, "charge.captured", ch, paid_at)
+            release = f.release_refund(ch)
+            if release is not None:
+                release["created"] = paid_at
+                ch["refunds"]["data"] = [release]
+                self.emit(story, "refund.created", release, paid_at)
+                self.emit(story, "charge.refunded", ch, paid_at)
+        shares = ((ch_id, captured),)
+        self.settle_charge(story, ch, paid_at, key=key, refund_rate=0.5 if partial_capture else None)
         self.payments.append(
             PaymentFact(
-                payment_id=ch["id"],
+                payment_id=ch_id,
                 kind=KIND_ONE_TIME,
                 customer_key=key,
                 livemode=f.livemode,
                 currency=currency,
                 referral_code=story.code,
-                amount_minor=amount,
-                total_minor=amount,
-                total_excluding_tax_minor=amount - amount_tax,
-                paid_at=at + 10,
-                charge_id=ch["id"],
-                refunds=refunds,
-                dispute=disputed,
+                amount_minor=captured,
+                total_minor=captured,
+                total_excluding_tax_minor=captured - amount_tax,
+                paid_at=paid_at,
+                shares=shares,
+                account=story.account,
+                flows=tuple(flows),
             )
         )
 
     # --- refunds and disputes ---
 
-    def trouble(self) -> tuple[bool, bool]:
-        """Whether the next payment will be refunded and/or disputed."""
-        return self.rng.chance(self.cfg.refund_rate), self.rng.chance(self.cfg.dispute_rate)
-
-    def corrections(
-        self, f: StripeFactory, charge: Json, paid_at: int, refund: bool, dispute: bool
-    ) -> tuple[tuple[RefundStep, ...], DisputeFact | None]:
-        rng, amount = self.rng, charge["amount"]
+    def settle_charge(
+        self,
+        story: _Story,
+        charge: Json,
+        paid_at: int,
+        *,
+        key: str | None = None,
+        refund_rate: float | None = None,
+    ) -> None:
+        """Refunds, disputes and inquiries of one charge; records its ChargeFact."""
+        rng, cfg, f = self.rng, self.cfg, story.f
+        captured = charge["amount_captured"]
+        release_refunds = [r for r in charge["refunds"]["data"]]
+        refunds: list[Json] = list(release_refunds)
+        facts: list[RefundFact] = [
+            RefundFact(r["id"], r["amount"], r["created"], release=True) for r in release_refunds
+        ]
         at = paid_at + rng.randrange(DAY, 20 * DAY)
-        steps: list[RefundStep] = []
-        refunds: list[Json] = []
-        snapshot = charge
-        if refund:
+        counted = 0  # customer refunds that count
+        if rng.chance(cfg.refund_rate if refund_rate is None else refund_rate):
             self.counts["refunds"] += 1
-            first = max(1, min(amount - 1, amount * rng.randrange(10, 61) // 100))
-            full = rng.chance(self.cfg.full_refund_share)
+            first = max(1, min(captured - 1, captured * rng.randrange(10, 61) // 100))
+            full = rng.chance(cfg.full_refund_share)
             if full and rng.chance(0.5):
-                points = [amount]
+                points = [captured]
             elif full:
-                points = [first, amount]
-            elif rng.chance(0.5) and first < amount - 1:
-                points = [first, first + max(1, (amount - 1 - first) * rng.randrange(1, 90) // 100)]
+                points = [first, captured]
+            elif rng.chance(0.5) and first < captured - 1:
+                points = [first, first + max(1, (captured - 1 - first) * rng.randrange(1, 90) // 100)]
             else:
                 points = [first]
-            for total in points:
-                delta = total - sum(r["amount"] for r in refunds)
-                refunds.append(f.refund(charge, amount=delta, created=at))
-                self.emit(f, "refund.created", refunds[-1], at)
+            void_at = rng.randrange(len(points)) if rng.chance(cfg.refund_void_share) else None
+            for n, total in enumerate(points):
+                delta = total - counted
+                if delta <= 0:
+                    continue
+                voided = n == void_at
+                status = rng.choice(("pending", "requires_action")) if voided else "succeeded"
+                refund = f.refund(charge, amount=delta, created=at, status=status)
+                refunds.append(refund)
+                self.emit(story, "refund.created", refund, at)
                 snapshot = f.refunded_charge(charge, refunds)
-                self.emit(f, "charge.refunded", snapshot, at + 1)
-                steps.append(RefundStep(at + 1, total))
-                at += rng.randrange(DAY, 10 * DAY)
-        refunded = steps[-1].refunded_total_minor if steps else 0
-        if not dispute or refunded >= amount:
-            return tuple(steps), None
-        self.counts["disputes"] += 1
-        opened = at + rng.randrange(5 * DAY, 30 * DAY)
-        closed = opened + rng.randrange(10 * DAY, 45 * DAY)
-        outcome = "won" if rng.chance(self.cfg.dispute_won_share) else "lost"
-        du = f.dispute(
-            snapshot,
-            created=opened,
-            amount=amount - refunded,
-            reason=rng.choice(DISPUTE_REASONS),
+                self.emit(story, "charge.refunded", snapshot, at + 1)
+                if not voided:
+                    counted = total
+                    facts.append(RefundFact(refund["id"], delta, at))
+                    at += rng.randrange(DAY, 10 * DAY)
+                    continue
+                self.counts["voided_refunds"] += 1
+                gone = at + rng.randrange(DAY, 5 * DAY)
+                void_status = "failed" if status == "pending" else "canceled"
+                dead = f.failed_refund(refund, status=void_status)
+                after, previous = f.charge_after_refund_failure(charge, refunds, dead)
+                refunds[-1] = dead
+                type_ = "refund.failed" if void_status == "failed" else "refund.updated"
+                self.emit(story, type_, dead, gone, previous_attributes={"status": status})
+                self.emit(story, "charge.updated", after, gone + 1, previous_attributes=previous)
+                facts.append(RefundFact(refund["id"], delta, at, gone, void_status))
+                at = gone + rng.randrange(DAY, 5 * DAY)
+                if rng.chance(0.5):  # the customer is refunded again, this time for good
+                    again = f.refund(charge, amount=delta, created=at)
+                    refunds.append(again)
+                    self.emit(story, "refund.created", again, at)
+                    self.emit(story, "charge.refunded", f.refunded_charge(charge, refunds), at + 1)
+                    facts.append(RefundFact(again["id"], delta, at))
+                    counted = total
+                    at += rng.randrange(DAY, 10 * DAY)
+                break  # no later steps after a void: keep the story short
+        snapshot = f.refunded_charge(charge, refunds) if refunds else charge
+        disputes: list[DisputeFact] = []
+        left = captured - counted
+        inquiry = rng.chance(cfg.inquiry_rate)
+        chargeback = not inquiry and rng.chance(cfg.dispute_rate)
+        if (inquiry or chargeback) and left > 0:
+            disputes.append(self.dispute(story, snapshot, at, left, inquiry))
+        self.charges.append(
+            ChargeFact(
+                charge_id=charge["id"],
+                payment_intent_id=charge.get("payment_intent"),
+                customer_key=key or story.key,
+                livemode=f.livemode,
+                account=story.account,
+                currency=charge["currency"],
+                amount_minor=charge["amount"],
+                captured_minor=captured,
+                paid_at=paid_at,
+                refunds=tuple(facts),
+                disputes=tuple(disputes),
+            )
         )
-        self.emit(f, "charge.dispute.created", du, opened)
-        self.emit(f, "charge.dispute.closed", {**du, "status": outcome}, closed)
-        fact = DisputeFact(du["id"], opened, closed, outcome, amount - refunded)
-        return tuple(steps), fact
+
+    def dispute(
+        self, story: _Story, charge: Json, after: int, left: int, inquiry: bool
+    ) -> DisputeFact:
+        rng, cfg = self.rng, self.cfg
+        opened = after + rng.randrange(5 * DAY, 30 * DAY)
+        amount = left
+        escalates = inquiry and rng.chance(cfg.inquiry_escalation_share)
+        if (not inquiry or escalates) and rng.chance(cfg.partial_dispute_share) and left > 1:
+            amount = max(1, left * rng.randrange(20, 81) // 100)
+            self.counts["partial_disputes"] += 1
+        history: list[tuple[int, str]] = []
+        du = story.f.dispute(
+            charge,
+            created=opened,
+            amount=amount,
+            reason=rng.choice(DISPUTE_REASONS),
+            status="warning_needs_response" if inquiry else "needs_response",
+        )
+
+        def step(type_: str, status: str, at: int, **kw: Any) -> None:
+            du["status"] = status
+            if status not in ("warning_needs_response", "warning_under_review", "warning_closed"):
+                du["is_charge_refundable"] = False
+            self.emit(story, type_, du, at, **kw)
+            history.append((at, status))
+
+        t = opened
+        if inquiry:
+            self.counts["inquiries"] += 1
+            step("charge.dispute.created", "warning_needs_response", t)
+            t += rng.randrange(2 * DAY, 7 * DAY)
+            step("charge.dispute.updated", "warning_under_review", t,
+                 previous_attributes={"status": "warning_needs_response"})  # fmt: skip
+            t += rng.randrange(2 * DAY, 10 * DAY)
+            if not escalates:
+                step("charge.dispute.closed", "warning_closed", t)
+                return DisputeFact(du["id"], amount, tuple(history))
+            self.counts["escalated_inquiries"] += 1
+            step("charge.dispute.updated", "needs_response", t,
+                 previous_attributes={"status": "warning_under_review"})  # fmt: skip
+        else:
+            self.counts["disputes"] += 1
+            step("charge.dispute.created", "needs_response", t)
+        self.emit(story, "charge.dispute.funds_withdrawn", du, t)
+        t += rng.randrange(10 * DAY, 45 * DAY)
+        outcome = "won" if rng.chance(cfg.dispute_won_share) else "lost"
+        step("charge.dispute.closed", outcome, t)
+        if outcome == "won":
+            self.emit(story, "charge.dispute.funds_reinstated", du, t)
+        return DisputeFact(du["id"], amount, tuple(history))
 
 
 class _Random(random.Random):
