@@ -126,6 +126,7 @@ _RATES = (
     "credit_note_share",
     "connect_share",
     "no_payment_intent_share",
+    "no_payment_intent_dispute_rate",
 )
 
 
@@ -161,6 +162,7 @@ class ScenarioConfig:
     inquiry_escalation_share: float = 0.4  # of inquiries
     partial_capture_rate: float = 0.3  # of one-time charges (pre-basil: a release refund)
     no_payment_intent_share: float = 0.3  # of add-ons: a Charges API charge, no Checkout
+    no_payment_intent_dispute_rate: float = 0.6  # of those charges (their disputes name no PI)
     partial_payment_rate: float = 0.06  # of basil invoices: paid by two payment intents
     multi_invoice_payment_rate: float = 0.04  # of basil renewals: + a one-off invoice, one PI
     out_of_band_rate: float = 0.04  # of renewals (never a first invoice)
@@ -288,6 +290,7 @@ class _Builder:
                 "downgrades",
                 "churned",
                 "no_payment_intent",
+                "old_api",
             )
         }
 
@@ -330,7 +333,9 @@ class _Builder:
     def new_story(self, code_places: tuple[str, ...], *, guest: bool = False) -> _Story:
         rng, cfg = self.rng, self.cfg
         if not guest and rng.chance(cfg.old_api_share):
-            version = rng.choice((OLD_2018, OLD_2019))
+            # Alternating, so that even a small scenario has both old versions.
+            version = (OLD_2018, OLD_2019)[self.counts["old_api"] % 2]
+            self.counts["old_api"] += 1
         else:
             version = BASIL if rng.chance(cfg.basil_share) else PRE_BASIL
         f = StripeFactory(
@@ -872,7 +877,10 @@ class _Builder:
         disputes: list[DisputeFact] = []
         left = captured - counted
         inquiry = rng.chance(cfg.inquiry_rate)
-        chargeback = not inquiry and rng.chance(cfg.dispute_rate)
+        dispute_rate = cfg.dispute_rate
+        if charge.get("payment_intent") is None:
+            dispute_rate = cfg.no_payment_intent_dispute_rate
+        chargeback = not inquiry and rng.chance(dispute_rate)
         if (inquiry or chargeback) and left > 0:
             disputes.append(self.dispute(story, snapshot, at, left, inquiry))
         self.charges.append(
