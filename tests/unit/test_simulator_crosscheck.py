@@ -22,11 +22,12 @@ from streams.config import LedgerConfig
 from streams.corrections import (
     apply_dispute,
     apply_refund,
+    link_payment,
     new_customer_state,
     register_customer_reward,
 )
 from streams.corrections.refs import RewardRef
-from streams.corrections.stripe_facts import dispute_fact, refund_fact
+from streams.corrections.stripe_facts import dispute_fact, link_facts, refund_fact
 from streams.customer_ledger import decide, ledger_key, tick
 from streams.programs import ProgramVersion, parse_programs_toml
 from streams.stripe_payloads import parse_envelope
@@ -42,8 +43,17 @@ def pipeline_ledger(
     programs = [ProgramVersion(p, 1) for p in parse_programs_toml(s.program.toml())]
     config, envelopes = LedgerConfig(), StripeFactory()
     by_key: dict[str, list[Any]] = defaultdict(list)
+    # The worker's link agent re-keys invoice_payment.* (no customer) to the owner of the
+    # payment intent it names (docs/STRIPE_FLOWS.md section 7); do the same here.
+    owner = {ch.payment_intent_id: ch.customer_key for ch in s.charges if ch.payment_intent_id}
+    owner |= {ch.charge_id: ch.customer_key for ch in s.charges}
     for event in s.events:
-        parsed = parse_envelope(envelopes.envelope(event))
+        envelope = envelopes.envelope(event)
+        if event["type"].startswith("invoice_payment."):
+            payment = event["data"]["object"]["payment"]
+            ref = payment.get("payment_intent") or payment.get("charge")
+            envelope["partition_key"], envelope["key_source"] = owner[ref], "customer"
+        parsed = parse_envelope(envelope)
         key = ledger_key(parsed)
         if key is not None:
             by_key[key].append(parsed)
@@ -78,7 +88,12 @@ def pipeline_clawbacks(
     s: Scenario, rewards: dict[str, dict[str, Any]], rng: random.Random | None
 ) -> dict[str, int]:
     """Net clawed back per reward id; refunds and disputes routed to their customer."""
-    owner = {p.charge_id: (p.customer_key, p.livemode) for p in s.payments}
+    owner = {ch.charge_id: (ch.customer_key, ch.livemode) for ch in s.charges}
+    owner |= {
+        ch.payment_intent_id: (ch.customer_key, ch.livemode)
+        for ch in s.charges
+        if ch.payment_intent_id
+    }
     inputs: dict[tuple[str, bool], list[tuple[Any, Any]]] = defaultdict(list)
     for r in rewards.values():
         inputs[(r["customer_key"], r["livemode"])].append(
@@ -86,11 +101,27 @@ def pipeline_clawbacks(
         )
     for event in s.events:
         obj = event["data"]["object"]
-        if event["type"] in ("refund.created", "charge.refunded"):
+        for link in link_facts(event):
+            who = owner.get(link.payment_intent_id or "") or owner.get(link.charge_id or "")
+            if who is not None:
+                inputs[who].append((link_payment, link))
+        if event["type"] in (
+            "refund.created",
+            "refund.updated",
+            "refund.failed",
+            "charge.refunded",
+            "charge.updated",
+            "charge.captured",
+            "charge.succeeded",
+        ):
             charge = obj["charge"] if obj["object"] == "refund" else obj["id"]
-            inputs[owner[charge]].append((apply_refund, refund_fact(event)))
+            fact = refund_fact(event)
+            if fact is not None:
+                inputs[owner[charge]].append((apply_refund, fact))
         elif event["type"].startswith("charge.dispute."):
-            inputs[owner[obj["charge"]]].append((apply_dispute, dispute_fact(event)))
+            fact = dispute_fact(event)
+            if fact is not None:
+                inputs[owner[obj["charge"]]].append((apply_dispute, fact))
     net: dict[str, int] = defaultdict(int)
     for items in inputs.values():
         if rng is not None:
