@@ -72,6 +72,7 @@ from simulator.stripe_factory import (
     Line,
     StripeFactory,
     _price,
+    plan_of,
 )
 
 # Monthly plans (basic, pro, business) and one-time purchases, in minor units.
@@ -479,7 +480,7 @@ class _Builder:
                 item = updated["items"]["data"][0]
                 item["price"] = _price(_price_id(change), PLANS[currency][change], currency)
                 if "plan" in updated:
-                    updated["plan"] = item["price"]
+                    updated["plan"] = plan_of(item["price"])
                 self.emit(
                     story,
                     "customer.subscription.updated",
