@@ -27,6 +27,7 @@ from simulator.scenario import ScenarioConfig, ScenarioError, generate
 
 WEBHOOK_PATH = "/webhooks/stripe"
 MAX_DELIVERIES = 2_000_000
+_TOTALS = ("customers", "payments", "events", "charges")
 
 
 class UsageError(ValueError):
@@ -52,6 +53,8 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    flows = ", ".join(f"{k} {v}" for k, v in counts.items() if k not in _TOTALS and v)
+    print(f"simulate: flows: {flows}", file=sys.stderr, flush=True)
     if args.expect_file is not None:
         _write(args.expect_file, json.dumps(scenario.expected_document(), indent=1) + "\n")
     if args.program_file is not None:

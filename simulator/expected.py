@@ -404,8 +404,9 @@ def _lost_share(
 
 
 def _targets(reward: int, amount: int, refunded: Fraction, lost: Fraction) -> tuple[int, int]:
-    t_r = half_up(reward * min(refunded, amount) / Fraction(amount))
-    t = half_up(reward * min(lost, amount) / Fraction(amount))
+    whole = Fraction(amount)
+    t_r = half_up(reward * min(refunded, whole) / whole)
+    t = half_up(reward * min(lost, whole) / whole)
     return t_r, t
 
 
@@ -427,8 +428,8 @@ def settle_payment(
         rate = program.rate
     else:
         invariant(payment.service_at is not None, f"{payment.payment_id}: no service start")
-        month = tenure_month(anchor_at if anchor_at is not None else payment.service_at,
-                             payment.service_at or 0)  # fmt: skip
+        service = payment.service_at or 0
+        month = tenure_month(service if anchor_at is None else anchor_at, service)
         rate = program.rate_for_month(month)
     base = net_base_minor(
         payment.amount_minor, payment.total_excluding_tax_minor, payment.total_minor
@@ -532,11 +533,11 @@ class ExpectedLedger:
             r = row(c.referral_code, c.currency, livemode, account)
             r["referred_revenue_minor"] += revenue
             members[(c.referral_code, c.currency, livemode, account or "")].add(key)
-        for key, r in rows.items():
-            r["customers"] = len(members[key])
+        for row_key, r in rows.items():
+            r["customers"] = len(members[row_key])
             invariant(
                 0 <= r["clawed_back_minor"] <= r["rewards_minor"],
-                f"referrer {key}: clawed back {r['clawed_back_minor']} of {r['rewards_minor']}",
+                f"referrer {row_key}: clawed back {r['clawed_back_minor']} of {r['rewards_minor']}",
             )
         return [rows[key] for key in sorted(rows)]
 
@@ -690,9 +691,9 @@ def build_ledger(
         )
     anchors = tenure_anchors(payments)
     outcomes = tuple(
-        settle_payment(
-            p, by_id, program, anchors.get((p.customer_key, p.livemode, p.account))
-        )
+        settle_payment(p, by_id, program, anchors.get((p.customer_key, p.livemode, p.account)))
         for p in payments
     )
-    return ExpectedLedger(program, outcomes, tuple(customers), tuple(charge_list), dict(counts or {}))
+    return ExpectedLedger(
+        program, outcomes, tuple(customers), tuple(charge_list), dict(counts or {})
+    )

@@ -563,7 +563,9 @@ class _Builder:
             "lines_shown": lines_shown,
         }
         inv_id = f.new_id("in")
-        link = {} if f.basil or (out_of_band) else {"payment_intent": pis[0], "charge": ch_ids[0]}
+        link: dict[str, Any] = (
+            {} if f.basil or out_of_band else {"payment_intent": pis[0], "charge": ch_ids[0]}
+        )
         inv = f.invoice(
             cus_id, paid_at=paid_at, invoice_id=inv_id, out_of_band=out_of_band, **link, **common
         )
@@ -720,7 +722,9 @@ class _Builder:
             captured = amount * rng.randrange(50, 91) // 100
         # Never the amount of an invoice paid near it: the pipeline may match an unlinked
         # charge to an unlinked invoice by amount (docs/STRIPE_FLOWS.md section 2).
-        while any(abs(paid - at) <= 2 * DAY and a in (captured, amount) for paid, a in story.invoices):
+        while any(
+            abs(paid - at) <= 2 * DAY and a in (captured, amount) for paid, a in story.invoices
+        ):
             amount += 100
             captured += 100
         via_checkout = not no_pi and (
@@ -785,7 +789,9 @@ class _Builder:
                 self.emit(story, "refund.created", release, paid_at)
                 self.emit(story, "charge.refunded", ch, paid_at)
         shares = ((ch_id, captured),)
-        self.settle_charge(story, ch, paid_at, key=key, refund_rate=0.5 if partial_capture else None)
+        self.settle_charge(
+            story, ch, paid_at, key=key, refund_rate=0.5 if partial_capture else None
+        )
         self.payments.append(
             PaymentFact(
                 payment_id=ch_id,
@@ -834,7 +840,10 @@ class _Builder:
             elif full:
                 points = [first, captured]
             elif rng.chance(0.5) and first < captured - 1:
-                points = [first, first + max(1, (captured - 1 - first) * rng.randrange(1, 90) // 100)]
+                points = [
+                    first,
+                    first + max(1, (captured - 1 - first) * rng.randrange(1, 90) // 100),
+                ]
             else:
                 points = [first]
             void_at = rng.randrange(len(points)) if rng.chance(cfg.refund_void_share) else None

@@ -263,8 +263,9 @@ def test_impossible_refund_is_an_invariant_violation() -> None:
 
 
 def test_ledger_rows_add_up_per_referrer_currency_mode_and_account() -> None:
-    def pay(pid: str, code: str | None, cur: str, live: bool, amount: int,
-            account: str | None = None) -> tuple[PaymentFact, ChargeFact, CustomerFact]:  # fmt: skip
+    def pay(
+        pid: str, code: str | None, cur: str, live: bool, amount: int, account: str | None = None
+    ) -> tuple[PaymentFact, ChargeFact, CustomerFact]:
         key = f"cus_{pid}"
         p = PaymentFact(pid, KIND_ONE_TIME, key, live, cur, code, amount, amount, amount, T0,
                         ((f"ch_{pid}", amount),), account=account)  # fmt: skip
@@ -304,7 +305,9 @@ def test_ledger_rows_add_up_per_referrer_currency_mode_and_account() -> None:
     assert revenue[("usd", "test@acct_1")]["referred_minor"] == 3_000
 
 
-@pytest.mark.parametrize("program", [PROGRAM, FLAT, SimProgram(tiers=(Tier(1, None, "10%"),), duration_months=None)])
+@pytest.mark.parametrize(
+    "program", [PROGRAM, FLAT, SimProgram(tiers=(Tier(1, None, "10%"),), duration_months=None)]
+)
 def test_program_file_is_what_the_pipeline_parses(program: SimProgram) -> None:
     (parsed,) = parse_programs_toml(program.toml())
     assert parsed.id == program.program_id
