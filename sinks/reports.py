@@ -144,7 +144,9 @@ _REPORTS = (
     Report(
         "revenue_split",
         "referred vs organic vs unattributed (awaiting attribution) revenue per currency",
-        """SELECT r.currency AS currency, if(r.livemode, 'live', 'test') AS mode,
+        """SELECT r.currency AS currency,
+                if(r.account = '', if(r.livemode, 'live', 'test'),
+                   concat(if(r.livemode, 'live', 'test'), '@', r.account)) AS mode,
                 sumIf(r.amount_minor, a.referral_code != '') AS referred_minor,
                 sumIf(r.amount_minor, a.referral_code = '' AND o.customer_key != '')
                     AS organic_minor,

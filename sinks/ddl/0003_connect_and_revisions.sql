@@ -21,6 +21,7 @@ SELECT
     e.kind AS kind,
     if(o.owner != '', o.owner, e.customer_key) AS customer_key,
     e.livemode AS livemode,
+    e.account AS account,
     e.currency AS currency,
     e.day AS day,
     e.amount_minor AS amount_minor
@@ -32,6 +33,7 @@ FROM
         any(customer_key) AS customer_key,
         any(charge_id) AS charge_ref,
         any(livemode) AS livemode,
+        any(account) AS account,
         toString(any(currency)) AS currency,
         toDate(min(created)) AS day,
         if(kind = 'dispute_lost', -max(money_minor), max(money_minor)) AS amount_minor
@@ -50,6 +52,7 @@ FROM
         customer_key,
         charge_ref,
         livemode,
+        account,
         currency,
         day,
         -(total - lagInFrame(total, 1, toInt64(0)) OVER (
@@ -64,6 +67,7 @@ FROM
             any(customer_key) AS customer_key,
             any(charge_id) AS charge_ref,
             any(livemode) AS livemode,
+            any(account) AS account,
             toString(any(currency)) AS currency,
             toDate(min(created)) AS day
         FROM stripe_events FINAL

@@ -78,8 +78,11 @@ def refund_fact(event: Mapping[str, Any]) -> RefundFact | None:
         if captured is None and amount is not None and obj.get("captured") is not False:
             captured = amount  # very old versions: a captured charge captured everything
         refunded = _amount(obj, "amount_refunded", event_id) or 0
+        # An uncaptured authorisation (captured: false) says nothing yet about what will be
+        # captured or released: only captured snapshots carry those amounts.
+        is_captured = obj.get("captured") is not False
         release = 0
-        if not _basil(event) and amount is not None and captured is not None:
+        if is_captured and not _basil(event) and amount is not None and captured is not None:
             # Before basil, releasing the uncaptured remainder created a Refund and grew
             # amount_refunded although the customer got nothing back (STRIPE.md).
             release = max(0, amount - captured)
@@ -95,7 +98,9 @@ def refund_fact(event: Mapping[str, Any]) -> RefundFact | None:
             currency=currency,
             event_id=event_id,
             occurred_at=created,
-            amount_captured_minor=captured if obj.get("status") == "succeeded" else None,
+            amount_captured_minor=(
+                captured if is_captured and obj.get("status") == "succeeded" else None
+            ),
             release_minor=release,
             decreased=decreased,
         )

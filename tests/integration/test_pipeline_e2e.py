@@ -82,8 +82,9 @@ async def test_simulated_stream_lands_exactly_in_clickhouse(
     kafka = kafka_settings
     scenario = generate(ScenarioConfig(customers=40, months=6, seed=5))
     expected = scenario.expected_document()
+    # ledger_mode: "test", or "test@acct_..." for a Connect account (kept apart everywhere).
     want_referrers = {
-        (r["referral_code"], r["currency"], r["mode"]): (
+        (r["referral_code"], r["currency"], r["ledger_mode"]): (
             r["rewards_minor"],
             r["clawed_back_minor"],
             r["net_minor"],
@@ -92,7 +93,7 @@ async def test_simulated_stream_lands_exactly_in_clickhouse(
         if r["rewards_minor"] or r["clawed_back_minor"]
     }
     want_revenue = {
-        (r["currency"], r["mode"]): (r["referred_minor"], r["organic_minor"])
+        (r["currency"], r["ledger_mode"]): (r["referred_minor"], r["organic_minor"])
         for r in expected["revenue"]
     }
     # The scenario must exercise corrections and organic revenue, or the check proves little.

@@ -119,7 +119,7 @@ async def test_poison_is_isolated_and_the_normal_ledger_stays_exact(
     scenario = generate(ScenarioConfig(customers=12, months=4, seed=17))
     expected = scenario.expected_document()
     want = {
-        (r["referral_code"], r["currency"], r["mode"]): (
+        (r["referral_code"], r["currency"], r["ledger_mode"]): (
             r["rewards_minor"], r["clawed_back_minor"], r["net_minor"],
         )
         for r in expected["referrers"]
