@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from streams.attribution import Touch
-from streams.invariants import invariant
+from streams.corrections.errors import invariant as state_invariant  # raises InvariantViolation
 
 STATE_FORMAT = 1
 
@@ -139,7 +139,8 @@ class CustomerState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CustomerState:
-        invariant(
+        # State that cannot be read is a bug or a deployment fault, not bad input: stop.
+        state_invariant(
             data.get("format") == STATE_FORMAT,
             f"customer state format {data.get('format')!r}, expected {STATE_FORMAT}",
         )
