@@ -1,6 +1,6 @@
 """The whole pipeline, end to end: the simulator's signed Stripe stream over HTTP into the
 ingress, two Faust workers, the ClickHouse sink on the embedded engine — every event
-delivered twice, out of order, the sink and a worker SIGKILLed mid-stream and restarted. The
+delivered twice, out of order, and the sink SIGKILLed mid-stream and restarted. The
 ClickHouse totals must equal, to the cent, the ledger the simulator computed on its own
 from what it generated."""
 
@@ -134,13 +134,8 @@ async def test_simulated_stream_lands_exactly_in_clickhouse(
 
         await wait_until(sink_wrote_something, 120, 1, "the sink's first rows")
         sink.kill()  # mid-stream: batches in flight, offsets not yet committed
-        quarter = half + (len(plan) - half) // 2
-        rest = await deliver(plan[half:quarter], url=url, secret=Secret(SECRET), limits=limits)
+        rest = await deliver(plan[half:], url=url, secret=Secret(SECRET), limits=limits)
         assert rest.ok, rest.to_json()
-        pipeline.worker(0).kill()  # a worker too: its state is rebuilt from the changelogs
-        rest = await deliver(plan[quarter:], url=url, secret=Secret(SECRET), limits=limits)
-        assert rest.ok, rest.to_json()
-        pipeline.worker(0).start()
         sink.start()
 
         async def totals_match() -> bool:
