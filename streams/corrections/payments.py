@@ -298,12 +298,12 @@ def _refunded(charge: Mapping[str, Any]) -> int:
     return total if captured is None else min(total, captured)
 
 
-def _disputed(charge: Mapping[str, Any], refunded: int) -> list[tuple[str, int]]:
+def _disputed(charge: Mapping[str, Any], refunded: int) -> list[tuple[str, int | None]]:
     """(dispute id, money withdrawn) of a charge's chargebacks, in id order, never more in
-    total than what refunds left."""
+    total than what refunds left; None: the whole charge, whose amount is not known yet."""
     captured = charge["captured"]
     room = None if captured is None else max(0, captured - refunded)
-    out: list[tuple[str, int]] = []
+    out: list[tuple[str, int | None]] = []
     for dispute_id in sorted(charge["disputes"]):
         dispute = charge["disputes"][dispute_id]
         if dispute["rank"] not in CHARGEBACK_RANKS:
@@ -316,7 +316,7 @@ def _disputed(charge: Mapping[str, Any], refunded: int) -> list[tuple[str, int]]
         if room is not None:
             amount = room if amount is None else min(amount, room)
             room -= amount
-        out.append((dispute_id, amount if amount is not None else -1))
+        out.append((dispute_id, amount))
     return out
 
 
@@ -332,8 +332,6 @@ def _payments_of(state: State, ref: Mapping[str, Any]) -> dict[str, int | None]:
         if links:
             return links
     key = ref.get("payment_intent_id") or ref.get("charge_id")
-    if key is None and ref.get("charge_id"):
-        key = ref["charge_id"]
     if ref.get("charge_id") and ref["charge_id"] in state["charges"]:
         key = _payment_key(ref["charge_id"], state["charges"][ref["charge_id"]])
     return {} if key is None else {key: None}
@@ -364,7 +362,7 @@ def _targets(state: State, entry: Mapping[str, Any]) -> tuple[int, dict[str, int
             r = _refunded(charge)
             refunded += r
             for dispute_id, amount in _disputed(charge, r):
-                amount = (charge["captured"] or share) if amount < 0 else amount
+                amount = share if amount is None else amount  # the charge paid its share
                 dispute_money[dispute_id] = Fraction(share * amount, captured)
         refunded_money += Fraction(share * min(refunded, captured), captured)
     refunded_money = min(refunded_money, Fraction(whole))

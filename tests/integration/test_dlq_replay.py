@@ -27,7 +27,6 @@ from refstream.topics import STRIPE_EVENTS, STRIPE_EVENTS_DLQ
 from sinks import dead_letters, stripe_events
 from sinks.consumer import ALL_SPECS, SinkConsumer
 from sinks.dead_letters_replay import REPLAY_HEADER
-from sinks.migrations import apply_migrations
 from tests.support import poison
 from tests.support import sink_checks as check
 
@@ -42,12 +41,8 @@ def sink(tmp_path: Path) -> SinkSettings:
 
 @pytest.fixture
 def client(sink: SinkSettings) -> Iterator[Client]:
-    from sinks.clickhouse import connect
-
-    client = connect(sink)
-    apply_migrations(client)
-    yield client
-    client.close()
+    with check.migrated_client(sink) as client:
+        yield client
 
 
 def _fixed_specs() -> list[Any]:

@@ -38,6 +38,20 @@ async def report(port: int, name: str) -> list[dict[str, Any]] | None:
     return [dict(zip(body["columns"], row, strict=True)) for row in body["rows"]]
 
 
+def expected_referrers(expected: dict[str, Any]) -> dict[tuple, tuple[int, int, int]]:
+    """(rewards, clawed back, net) per referrer, currency and ledger mode ("test", or
+    "test@acct_..." for a Connect account: kept apart everywhere), from the simulator."""
+    return {
+        (r["referral_code"], r["currency"], r["ledger_mode"]): (
+            r["rewards_minor"],
+            r["clawed_back_minor"],
+            r["net_minor"],
+        )
+        for r in expected["referrers"]
+        if r["rewards_minor"] or r["clawed_back_minor"]
+    }
+
+
 def mode_of(record: dict[str, Any]) -> str:
     mode = "live" if record["livemode"] else "test"
     return mode if not record.get("account") else f"{mode}@{record['account']}"
@@ -82,16 +96,7 @@ async def test_simulated_stream_lands_exactly_in_clickhouse(
     kafka = kafka_settings
     scenario = generate(ScenarioConfig(customers=40, months=6, seed=5))
     expected = scenario.expected_document()
-    # ledger_mode: "test", or "test@acct_..." for a Connect account (kept apart everywhere).
-    want_referrers = {
-        (r["referral_code"], r["currency"], r["ledger_mode"]): (
-            r["rewards_minor"],
-            r["clawed_back_minor"],
-            r["net_minor"],
-        )
-        for r in expected["referrers"]
-        if r["rewards_minor"] or r["clawed_back_minor"]
-    }
+    want_referrers = expected_referrers(expected)
     want_revenue = {
         (r["currency"], r["ledger_mode"]): (r["referred_minor"], r["organic_minor"])
         for r in expected["revenue"]

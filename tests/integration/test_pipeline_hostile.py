@@ -25,7 +25,12 @@ from simulator.scenario import ScenarioConfig, generate
 from sinks.consumer import ALL_SPECS, group_lag
 from streams.programs import parse_programs_toml
 from streams.worker_programs import apply_programs
-from tests.integration.test_pipeline_e2e import by_referrer, kafka_totals, report
+from tests.integration.test_pipeline_e2e import (
+    by_referrer,
+    expected_referrers,
+    kafka_totals,
+    report,
+)
 from tests.support.factories import (
     BASIL,
     PRE_BASIL,
@@ -118,13 +123,7 @@ async def test_poison_is_isolated_and_the_normal_ledger_stays_exact(
     kafka = kafka_settings
     scenario = generate(ScenarioConfig(customers=12, months=4, seed=17))
     expected = scenario.expected_document()
-    want = {
-        (r["referral_code"], r["currency"], r["ledger_mode"]): (
-            r["rewards_minor"], r["clawed_back_minor"], r["net_minor"],
-        )
-        for r in expected["referrers"]
-        if r["rewards_minor"] or r["clawed_back_minor"]
-    }  # fmt: skip
+    want = expected_referrers(expected)
     await apply_programs(kafka, parse_programs_toml(scenario.program.toml()))
     query_port = free_port()
     pipeline = Pipeline(kafka, tmp_path, {

@@ -14,9 +14,7 @@ from clickhouse_connect.driver.client import Client
 from refstream.avro_codec import AvroCodec
 from refstream.settings import KafkaSettings
 from refstream.topics import CLAWBACKS, LIFECYCLE, REWARDS
-from sinks.clickhouse import connect
 from sinks.consumer import SinkConsumer
-from sinks.migrations import apply_migrations
 from tests.support import sink_checks as check
 from tests.support import sink_scenario as scenario
 
@@ -32,10 +30,8 @@ def sink(tmp_path: Path) -> Any:
 
 @pytest.fixture
 def client(sink: Any) -> Any:
-    client = connect(sink)
-    apply_migrations(client)
-    yield client
-    client.close()
+    with check.migrated_client(sink) as client:
+        yield client
 
 
 class Running:

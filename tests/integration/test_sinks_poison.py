@@ -18,10 +18,8 @@ from refstream.settings import KafkaSettings, SinkSettings
 from refstream.topics import STRIPE_EVENTS
 from sinks import stripe_events
 from sinks.base import SinkBugError
-from sinks.clickhouse import connect
 from sinks.consumer import ALL_SPECS, SinkConsumer, group_lag
 from sinks.dead_letters import REFUSED_ERROR_TYPE
-from sinks.migrations import apply_migrations
 from tests.support import poison
 from tests.support import sink_checks as check
 
@@ -36,10 +34,8 @@ def sink(tmp_path: Path) -> SinkSettings:
 
 @pytest.fixture
 def client(sink: SinkSettings) -> Iterator[Client]:
-    client = connect(sink)
-    apply_migrations(client)
-    yield client
-    client.close()
+    with check.migrated_client(sink) as client:
+        yield client
 
 
 async def _run_until_caught_up(kafka: KafkaSettings, sink: SinkSettings, client: Client) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -131,3 +133,17 @@ async def wait_caught_up(
             return
         await asyncio.sleep(0.5)
     raise AssertionError(f"group {group_id} still {lag} records behind after {timeout_s}s")
+
+
+@contextmanager
+def migrated_client(sink: Any) -> Iterator[Client]:
+    """A client of the sink's ClickHouse with every migration applied, closed after use."""
+    from sinks.clickhouse import connect
+    from sinks.migrations import apply_migrations
+
+    client = connect(sink)
+    apply_migrations(client)
+    try:
+        yield client
+    finally:
+        client.close()
