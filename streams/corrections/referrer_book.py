@@ -42,7 +42,8 @@ def register_reward(state: State, entries: Mapping[str, Entry], ref: RewardRef, 
     if entry["status"] == PENDING:
         step.state["holds"][ref.reward_id] = ref.hold_until
         _expire_hold(step, entry)
-    for correction in step.state["parked"].pop(ref.reward_id, {}).values():
+    # In arrival order: a reinstatement must follow the clawback it gives back.
+    for correction in _parked_in_order(step.state["parked"].pop(ref.reward_id, [])):
         _apply(step, entry, correction)
     _check_step(step)
     return step
@@ -58,8 +59,10 @@ def apply_correction(
     _check_routing(step, correction["referral_code"], reward_id)
     entry = step.entry(entries, reward_id)
     if entry is None:
-        parked = step.state["parked"].setdefault(reward_id, {})
-        parked.setdefault(correction["clawback_id"], dict(correction))
+        parked = _parked_in_order(step.state["parked"].get(reward_id, []))
+        if all(p["clawback_id"] != correction["clawback_id"] for p in parked):
+            parked.append(dict(correction))
+        step.state["parked"][reward_id] = parked
         step.notes.append(f"correction {correction['clawback_id']} parked: reward unknown")
         return step
     _apply(step, entry, correction)
@@ -155,6 +158,13 @@ class ReferrerBook:
 
 
 # --- internals --------------------------------------------------------------------------
+
+
+def _parked_in_order(parked: Any) -> list[dict[str, Any]]:
+    """Parked corrections of one reward as a list in arrival order. (The first format kept
+    a dict keyed by id, which the sorted-key JSON of the state reordered: a reinstatement
+    id can sort before its clawback's.)"""
+    return list(parked.values()) if isinstance(parked, dict) else list(parked)
 
 
 def _check_routing(step: Step, referral_code: str, what: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,10 +11,12 @@ from streams.corrections import holds
 from streams.corrections.errors import CorrectionInputError, InvariantViolation
 from streams.corrections.referrer_book import (
     ReferrerBook,
+    apply_correction,
     check_consistency,
     next_hold_until,
     register_reward,
 )
+from streams.corrections.referrer_state import new_referrer_state
 from tests.unit.test_corrections_support import DAY, T0, reward
 
 
@@ -110,6 +113,24 @@ def test_correction_before_its_reward_is_parked_and_applied_once_registered() ->
     registered = book.on_reward(reward(), now=T0)
     assert [(k, r["amount_minor"]) for k, r in registered.records] == [("clawback", 500)]
     assert book.referrers["ANNA"]["parked"] == {}
+
+
+def test_parked_corrections_apply_in_arrival_order_after_the_state_is_stored() -> None:
+    # A refund that failed: clawback "…/refund/2450", then "…/refund/0/reinstated", both
+    # before the reward. The worker stores the state as sorted-key JSON between records,
+    # and the reinstatement's id sorts first: it must still be applied second.
+    state = new_referrer_state("ANNA")
+    for item in (
+        correction("rw_1/refund/2450", 400),
+        correction("rw_1/refund/0/reinstated", 400, kind="reinstatement"),
+    ):
+        step = apply_correction(state, {}, item, T0)
+        state = json.loads(json.dumps(step.state, sort_keys=True))
+    step = register_reward(state, {}, reward(), T0)
+    assert [(r["kind"], r["amount_minor"]) for k, r in step.records if k == "clawback"] == [
+        ("clawback", 400),
+        ("reinstatement", 400),
+    ]
 
 
 def test_repeated_correction_and_repeated_reward_have_no_second_effect() -> None:
