@@ -143,8 +143,9 @@ class LocalKafka:
                 *self._java(),
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                # One argument: a urlsafe id may start with "-", which argparse would
+                # otherwise read as an option (a flaky "expected one argument").
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(self.config_file),
                 "--ignore-formatted",

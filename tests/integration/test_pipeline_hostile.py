@@ -163,9 +163,15 @@ async def test_poison_is_isolated_and_the_normal_ledger_stays_exact(
         except TimeoutError:
             pytest.fail(pipeline.logs() + sink.log_tail(3000))
         assert await kafka_totals(kafka) == {k: v[:2] for k, v in want.items()}
-        dead = await read_topic(
-            kafka.bootstrap, kafka.topic(topics.STRIPE_EVENTS_DLQ), "dead_letter"
-        )
+        dead: list[Any] = []
+
+        async def all_dead_lettered() -> bool:
+            dead[:] = await read_topic(
+                kafka.bootstrap, kafka.topic(topics.STRIPE_EVENTS_DLQ), "dead_letter"
+            )
+            return {r["event_id"] for _, r in dead} >= must_dead_letter
+
+        await wait_until(all_dead_lettered, 120, 2, "the poison in the dead-letter topic")
         dead_ids = {r["event_id"] for _, r in dead}
         # Exactly the poison, nothing of the normal stream.
         assert dead_ids == must_dead_letter, [(r["event_id"], r["error"]) for _, r in dead]
