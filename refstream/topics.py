@@ -28,6 +28,8 @@ PAYOUTS = "referral.payouts"
 PROGRAMS = "referral.programs"
 # Internal: time signals for the workers' windows and holds (see streams/app.py).
 TICKS = "refstream.ticks"
+# Internal: payment intent -> owner, events to re-key and link probes (see streams/app.py).
+LINKS = "refstream.links"
 
 # The Avro schema (schemas/<name>.avsc) of each topic's record values.
 TOPIC_SCHEMAS = {

@@ -48,6 +48,7 @@ from refstream.avro_codec import AvroCodec
 from refstream.settings import Settings
 from streams.corrections import InvariantViolation, Step
 from streams.errors import BAD_INPUT, DEAD_LETTER, OutputEncodeError, crash_loudly
+from streams.payment_links import on_link_message
 from streams.stripe_lookup import CustomerLookup, LookupConfig
 from streams.worker_core import (
     CORRECTIONS,
@@ -56,6 +57,8 @@ from streams.worker_core import (
     CustomerCore,
     Output,
     ReferrerCore,
+    is_probe_answer,
+    probe_answer_output,
 )
 from streams.worker_due import DueIndex
 from streams.worker_programs import ProgramCache
@@ -66,7 +69,9 @@ CUSTOMER_TICKS = topics.TICKS
 REFERRER_TICKS = "refstream.referrer-ticks"
 # Internal topics the worker creates beside refstream's public ones (same partitions).
 INTERNAL_TOPICS = (CORRECTIONS, LINKS, REROUTED, REFERRER_TICKS)
-Encoded = tuple[str, bytes, bytes]  # (unprefixed topic, key, value)
+Encoded = tuple[
+    str, bytes, bytes, list[tuple[str, bytes]]
+]  # (unprefixed topic, key, value, headers)
 
 
 def worker_data_dir(settings: Settings) -> Path:
@@ -169,18 +174,19 @@ def create_app(settings: Settings) -> faust.App:
                     value = json.dumps(out.record, sort_keys=True).encode()
                 else:
                     value = AvroCodec.for_schema(out.schema).encode(out.record)
-                encoded.append((out.topic, out.key.encode(), value))
+                encoded.append((out.topic, out.key.encode(), value, list(out.headers)))
             except (ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError too
                 raise OutputEncodeError(f"{out.topic} record: {exc}"[:500]) from exc
         return encoded
 
     async def send(encoded: list[Encoded]) -> None:
         pending = []
-        for name, key, value in encoded:
+        for name, key, value, headers in encoded:
             # force=True: produce now. Faust would otherwise "attach" the record to the
             # source offset and produce it at commit time; a rebalance in between loses it.
             target = out_topics[name]
-            pending.append(await target.send(key=key, value=value, force=True))
+            sent = await target.send(key=key, value=value, headers=headers or None, force=True)
+            pending.append(sent)
         await asyncio.gather(*pending)  # Step 4: every ack before the state is stored
 
     async def emit(records: list[Output]) -> None:
@@ -218,6 +224,17 @@ def create_app(settings: Settings) -> faust.App:
         )
 
     # --- customers ----------------------------------------------------------------------
+
+    async def on_probe_answer(event: EventT) -> None:
+        answer = json.loads(event.value)
+        key = answer["state_key"].encode()
+        result = customer_core.on_probe_answer(
+            customers.get(key), answer["charge_id"], program_cache.current(), now()
+        )
+        await emit(result.outputs)
+        if result.state is not None:
+            customers[key] = result.state
+        customer_due.add(event.message.partition, key, result.due_s)
 
     async def on_stripe_event(event: EventT) -> None:
         try:
@@ -296,6 +313,8 @@ def create_app(settings: Settings) -> faust.App:
                     now_s = json.loads(event.value)["now_s"]
                     handler = isolated(customer_due_handler, event)
                     await customer_due.drain(event.message.partition, now_s, handler)
+                elif is_probe_answer(event.headers):
+                    await on_probe_answer(event)
                 else:
                     await on_stripe_event(event)
             except Exception as exc:  # noqa: BLE001 -- a bug, not input: stop before more is lost
@@ -312,21 +331,14 @@ def create_app(settings: Settings) -> faust.App:
                 crash_loudly("link_agent", exc)
 
     async def on_link(event: EventT) -> None:
-        """Learn a payment's owner, or park/re-key an event that names only the payment."""
-        message = json.loads(event.value)
-        owner = json.loads(payment_owners.get(event.key) or b'{"parked": []}')
-        if "owner" in message:
-            if owner.get("owner") is None:
-                owner.update(owner=message["owner"], key_source=message["key_source"])
-            parked, owner["parked"] = owner["parked"], []
-        else:
-            parked = [message["event"]]
-            if owner.get("owner") is None:
-                owner["parked"] = [*owner["parked"], message["event"]]
-                parked = []
-        if owner.get("owner") is not None and parked:
-            await emit([_reroute(envelope_codec, hex_value, owner) for hex_value in parked])
-        payment_owners[event.key] = json.dumps(owner).encode()
+        """Learn a payment's owner, park/re-key an event that names only the payment, answer
+        a probe after everything re-keyed before it."""
+        raw = payment_owners.get(event.key)
+        step = on_link_message(None if raw is None else json.loads(raw), json.loads(event.value))
+        outputs = [_reroute(envelope_codec, hex_value, step.state) for hex_value in step.reroute]
+        outputs += [probe_answer_output(probe) for probe in step.answers]
+        await emit(outputs)
+        payment_owners[event.key] = json.dumps(step.state).encode()
 
     # --- referrers ----------------------------------------------------------------------
 

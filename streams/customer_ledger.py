@@ -24,9 +24,12 @@ state). Rules, and why:
    payments (basil, when included), invoice_payment.paid, or a Checkout Session naming both
    the payment intent and an invoice. A charge is one-time when a payment-mode Checkout
    Session without invoice created its payment intent, or when `one_time_window_s` passed
-   (at a tick) with no link; before giving up, an unclaimed paid invoice of the same
-   currency and amount paid within that window is taken as its invoice
-   (`match_charges_by_amount`), because basil webhooks rarely carry invoice.payments.
+   (at a tick) with no link AND the payment-link agent answered a probe for the charge:
+   basil's invoice_payment.paid reaches the customer through that agent, and its answer
+   travels behind anything it re-keyed, so a link already on its way is never overtaken.
+   Before giving up, an unclaimed paid invoice of the same currency and amount paid within
+   that window is taken as its invoice (`match_charges_by_amount`), because basil webhooks
+   rarely carry invoice.payments.
 5. Tenure: month 1 starts at the anchor = the service start (earliest subscription line
    period start, else paid_at) of the customer's first paid invoice. The anchor is fixed as
    soon as an invoice with billing_reason=subscription_create is seen (then: the earliest
@@ -54,7 +57,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import NamedTuple
 
-from refstream.topics import REWARDS
+from refstream.topics import LINKS, REWARDS
 from streams.attribution import Touch, touches_in
 from streams.config import LedgerConfig
 from streams.invariants import invariant
@@ -240,10 +243,34 @@ def tick(
     return Decision(run.state, tuple(run.outputs), Outcome.APPLIED)
 
 
+def links_probed(
+    state: CustomerState,
+    charge_id: str,
+    programs: Iterable[ProgramVersion],
+    config: LedgerConfig,
+    *,
+    now: int,
+) -> Decision:
+    """The link agent answered a charge's probe: every invoice payment it had for the charge
+    was delivered before this answer, so the charge may now be classified (at this tick)."""
+    charge = state.charges.get(charge_id)
+    if charge is None or charge.link_probe_answered:
+        return Decision(state, (), Outcome.UNCHANGED)
+    run = _Run(state.copy(), programs, config, now=now, decided_at=now)
+    run.state.charges[charge_id].link_probe_answered = True
+    run.expire_windows()
+    run.settle()
+    run.complete_payment_ids()
+    return Decision(run.state, tuple(run.outputs), Outcome.APPLIED)
+
+
 def next_deadline(state: CustomerState, config: LedgerConfig) -> int | None:
     """The earliest `now` at which tick() would decide something, or None."""
+    window = config.one_time_window_s
     deadlines: list[int] = [
-        c.received_at + config.one_time_window_s
+        c.received_at + window
+        if c.link_probe_sent_at is None or c.link_probe_answered
+        else c.link_probe_sent_at + window  # ask again if the answer never came
         for c in state.charges.values()
         if not c.settled and c.kind is None
     ]
@@ -408,6 +435,9 @@ class _Run:
         for charge in sorted(unclassified, key=lambda c: (c.created, c.charge_id)):
             if charge.received_at + cfg.one_time_window_s > self.now:
                 continue
+            if not charge.link_probe_answered:
+                self._probe_links(charge)
+                continue
             invoice_id = self._invoice_by_amount(charge) if cfg.match_charges_by_amount else None
             if invoice_id is not None:
                 self._link(invoice_id, charge=charge.charge_id)
@@ -438,6 +468,25 @@ class _Run:
             self._store_attribution(
                 organic_output(s, first.event_id, first.event_type, first.event_created)
             )
+
+    def _probe_links(self, charge: ChargeFact) -> None:
+        """Ask the link agent whether it holds an invoice payment for this charge. Its answer
+        comes back on the rerouted topic after every invoice payment it re-keyed to this
+        customer, so once answered, no link still in flight can be missed."""
+        sent = charge.link_probe_sent_at
+        if sent is not None and sent + self.config.one_time_window_s > self.now:
+            return  # asked already; ask again only if no answer came within a window
+        charge.link_probe_sent_at = self.now
+        s = self.state
+        probe = {
+            "owner": s.customer_key,
+            "key_source": "payment_intent" if s.guest else "customer",
+            "state_key": s.key,
+            "charge_id": charge.charge_id,
+        }
+        self.outputs.append(
+            Output(LINKS, charge.payment_intent_id or charge.charge_id, {"probe": probe})
+        )
 
     def _invoice_by_amount(self, charge: ChargeFact) -> str | None:
         window = self.config.one_time_window_s

@@ -74,6 +74,10 @@ class ChargeFact:
     kind: str | None = None  # None until known: "invoice" or "one_time"
     settled: bool = False
     received_at: int = 0  # worker time when the fact arrived (see InvoiceFact)
+    # Before a charge is called one-time, the link agent confirms that it holds no invoice
+    # payment for it (customer_ledger rule 4): when the probe went out, and its answer.
+    link_probe_sent_at: int | None = None
+    link_probe_answered: bool = False
 
 
 @dataclass

@@ -53,10 +53,12 @@ from streams.corrections.stripe_facts import (
 )
 from streams.customer_ledger import (
     HANDLED_TYPES,
+    Decision,
     Outcome,
     attribute,
     decide,
     ledger_key,
+    links_probed,
     new_state,
     next_deadline,
     tick,
@@ -71,9 +73,14 @@ CORRECTION_TYPES = CHARGE_REFUND_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS
 LINK_TYPES = frozenset({"invoice_payment.paid", "invoice_payment.canceled"})
 # Internal topics of the worker (JSON values; not a contract with anyone else).
 CORRECTIONS = "refstream.corrections"  # customer side -> referrer side, key: referral code
-LINKS = "refstream.links"  # payment intent -> owner, and events to re-key, key: payment intent
+LINKS = topics.LINKS  # payment intent -> owner, events to re-key, probes; key: payment intent
 REROUTED = "refstream.rerouted"  # events re-keyed by their owner, key: customer key
 JSON_TOPICS = frozenset({CORRECTIONS, LINKS})
+
+
+# Kafka header that marks a rerouted record as a link probe's answer (JSON), not an event.
+KIND_HEADER = "refstream-kind"
+PROBE_ANSWER = b"link-probe-answer"
 
 
 @dataclass(frozen=True)
@@ -81,13 +88,25 @@ class Output:
     topic: str  # unprefixed name
     key: str
     record: dict[str, Any]
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def schema(self) -> str | None:
-        """The Avro schema of the value, or None for the worker's internal JSON topics."""
-        if self.topic in JSON_TOPICS:
+        """The Avro schema of the value, or None for the worker's internal JSON records."""
+        if self.topic in JSON_TOPICS or self.headers:
             return None
         return "stripe_event" if self.topic == REROUTED else topics.TOPIC_SCHEMAS[self.topic]
+
+
+def probe_answer_output(probe: Mapping[str, Any]) -> Output:
+    """The link agent's answer to a probe, to the customer that asked (same partition as
+    the events it re-keyed to that customer)."""
+    answer = {"state_key": probe["state_key"], "charge_id": probe["charge_id"]}
+    return Output(REROUTED, probe["owner"], answer, ((KIND_HEADER, PROBE_ANSWER),))
+
+
+def is_probe_answer(headers: Mapping[str, bytes] | None) -> bool:
+    return bool(headers) and dict(headers or {}).get(KIND_HEADER) == PROBE_ANSWER
 
 
 @dataclass(frozen=True)
@@ -191,13 +210,30 @@ class CustomerCore:
         if raw_state is None:
             return CoreResult(None)
         before = _load_customer(raw_state)
-        decision = tick(before, programs.values(), self.config, now=now_s)
+        return self._timed(before, tick(before, programs.values(), self.config, now=now_s))
+
+    def _timed(self, before: CustomerState, decision: Decision) -> CoreResult:
+        """The result of a decision taken without a Stripe event (a tick, a probe answer)."""
         if decision.outcome == Outcome.UNCHANGED or decision.state is None:
             return CoreResult(None, due_s=self._due(before))
         state = _copy(decision.state)
         outputs = [Output(o.topic, o.key, o.value) for o in decision.outputs]
         outputs += self._corrections(state, outputs, None)
         return self._result(before, state, outputs, str(decision.outcome))
+
+    def on_probe_answer(
+        self,
+        raw_state: bytes | None,
+        charge_id: str,
+        programs: Mapping[str, ProgramVersion],
+        now_s: int,
+    ) -> CoreResult:
+        """The link agent has nothing more in flight for this charge: classify it now."""
+        if raw_state is None:
+            return CoreResult(None)
+        before = _load_customer(raw_state)
+        decision = links_probed(before, charge_id, programs.values(), self.config, now=now_s)
+        return self._timed(before, decision)
 
     def lookup_due(self, state: CustomerState) -> int | None:
         """When to ask the Stripe API for this customer's referral, or None: only once, for

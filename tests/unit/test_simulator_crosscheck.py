@@ -31,6 +31,7 @@ from streams.corrections.stripe_facts import dispute_fact, link_facts, refund_fa
 from streams.customer_ledger import decide, ledger_key, tick
 from streams.programs import ProgramVersion, parse_programs_toml
 from streams.stripe_payloads import parse_envelope
+from tests.support.link_probes import answer_probes
 
 NOW = 1_900_000_000  # after every simulated event
 DAY = 86_400
@@ -80,6 +81,7 @@ def pipeline_ledger(
             collect(decision.outputs)
         assert state is not None
         decision = tick(state, programs, config, now=NOW + 10 * DAY)  # close every window
+        decision = answer_probes(decision, programs, config, NOW + 10 * DAY)
         collect(decision.outputs)
     return rewards, attributions
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from refstream.avro_codec import AvroCodec
 from refstream.topics import ATTRIBUTIONS, REWARDS
+from refstream.topics import LINKS as LINKS_TOPIC
 from streams.config import DAY_S, LedgerConfig
 from streams.customer_ledger import (
     HANDLED_TYPES,
@@ -20,6 +21,7 @@ from streams.customer_ledger import (
     Outcome,
     decide,
     ledger_key,
+    links_probed,
     next_deadline,
     tick,
 )
@@ -45,6 +47,7 @@ from tests.support.factories import (
     one_time_story,
     subscription_story,
 )
+from tests.support.link_probes import answer_probes
 
 CFG = LedgerConfig()
 CODECS = {
@@ -110,7 +113,8 @@ class Ledger:
         for key in list(self.states):
             state = self.state(key)
             assert state is not None
-            self._keep(key, tick(state, self.programs, self.config, now=now))
+            decision = tick(state, self.programs, self.config, now=now)
+            self._keep(key, answer_probes(decision, self.programs, self.config, now))
 
     def rewards(self) -> dict[str, dict]:
         out: dict[str, dict] = {}
@@ -430,6 +434,71 @@ def test_a_bare_charge_waits_for_the_window_then_earns_one_time() -> None:
     assert lines_of(ledger) == [("one_time", 3_980)]
     state = ledger.state("test:cus_b")
     assert state is not None and next_deadline(state, CFG) is None
+
+
+def test_an_expired_charge_asks_the_link_agent_before_it_is_called_one_time() -> None:
+    f = StripeFactory(api_version=BASIL, seed=35)
+    story = one_time_story(f, customer_id="cus_p", code="ACME", via_checkout=False)
+    ledger = Ledger([program()])
+    ledger.feed_all(story.envelopes(f))
+    state = ledger.state("test:cus_p")
+    assert state is not None
+    expired = story.events[0]["created"] + CFG.one_time_window_s
+    asked = tick(state, [program()], CFG, now=expired)
+    probes = [o for o in asked.outputs if o.topic == LINKS_TOPIC]
+    assert [(o.key, o.value["probe"]["charge_id"]) for o in probes] == [
+        (story.payment_intent_id, story.charges[0]["id"])
+    ]
+    assert probes[0].value["probe"]["state_key"] == "test:cus_p"
+    assert not [o for o in asked.outputs if o.topic == REWARDS]  # not before the answer
+    assert asked.state is not None
+    again = tick(asked.state, [program()], CFG, now=expired + 60)
+    assert not again.outputs  # one probe per window, not one per tick
+    answered = links_probed(asked.state, story.charges[0]["id"], [program()], CFG, now=expired + 60)
+    assert [
+        (o.value["line"], o.value["reward_amount_minor"])
+        for o in answered.outputs
+        if o.topic == REWARDS
+    ] == [("one_time", 3_980)]
+
+
+def test_an_invoice_payment_rekeyed_before_the_answer_makes_the_charge_the_invoices() -> None:
+    # basil: neither the charge nor the invoice names the other, and the amounts differ (a
+    # credit paid part), so only invoice_payment.paid links them; it reaches the customer
+    # through the link agent, late. Called one-time at the window, the invoice's payment
+    # would earn twice.
+    f = StripeFactory(api_version=BASIL, seed=36)
+    cus = f.customer(created=T0, metadata={"cello_ucc": "ACME"})
+    ch = f.charge(amount=4_000, created=T0 + 10, customer=cus["id"], payment_intent="pi_late")
+    inv = f.invoice(
+        cus["id"],
+        lines=[Line(5_000, T0, T0 + MONTH)],
+        created=T0,
+        paid_at=T0 + 12,
+        billing_reason="subscription_create",
+        credit_minor=1_000,
+    )
+    pay = f.invoice_payment(inv, payment_intent="pi_late", created=T0 + 13)
+    ledger = Ledger([program()])
+    for e in (
+        f.event("customer.created", cus, created=T0),
+        f.event("charge.succeeded", ch, created=T0 + 11),
+        f.event("invoice.paid", inv, created=T0 + 12),
+    ):
+        ledger.feed(f.envelope(e))
+    state = ledger.state(f"test:{cus['id']}")
+    assert state is not None
+    asked = tick(state, [program()], CFG, now=T0 + 11 + CFG.one_time_window_s)
+    assert asked.state is not None and [o.topic for o in asked.outputs].count(LINKS_TOPIC) == 1
+    ledger.states[asked.state.key] = json.dumps(asked.state.to_json())
+    rekeyed = f.envelope(f.event("invoice_payment.paid", pay, created=T0 + 13))
+    rekeyed.update(partition_key=cus["id"], key_source="customer")  # as the link agent does
+    ledger.feed(rekeyed, now=T0 + 2 * CFG.one_time_window_s)
+    state = ledger.state(f"test:{cus['id']}")
+    assert state is not None
+    answered = links_probed(state, ch["id"], [program()], CFG, now=T0 + 2 * CFG.one_time_window_s)
+    ledger._keep(state.key, answered)
+    assert lines_of(ledger) == [("invoice", 800)]
 
 
 def test_a_checkout_that_created_an_invoice_pays_that_invoice() -> None:
