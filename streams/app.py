@@ -46,6 +46,7 @@ from faust.types import EventT
 from refstream import topics
 from refstream.avro_codec import AvroCodec
 from refstream.settings import Settings
+from refstream.topics import TopicSpec, ensure_topics
 from streams.corrections import InvariantViolation, Step
 from streams.errors import BAD_INPUT, DEAD_LETTER, OutputEncodeError, crash_loudly
 from streams.payment_links import on_link_message
@@ -69,6 +70,15 @@ CUSTOMER_TICKS = topics.TICKS
 REFERRER_TICKS = "refstream.referrer-ticks"
 # Internal topics the worker creates beside refstream's public ones (same partitions).
 INTERNAL_TOPICS = (CORRECTIONS, LINKS, REROUTED, REFERRER_TICKS)
+# The worker's tables; each has a compacted changelog topic "<app id>-<table>-changelog".
+TABLES = (
+    "customers",
+    "customer-due",
+    "payment-owners",
+    "referrers",
+    "reward-entries",
+    "referrer-due",
+)
 Encoded = tuple[
     str, bytes, bytes, list[tuple[str, bytes]]
 ]  # (unprefixed topic, key, value, headers)
@@ -81,6 +91,21 @@ def worker_data_dir(settings: Settings) -> Path:
     name = settings.kafka.topic(settings.streams.app_id)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return settings.streams.data_dir / safe
+
+
+def changelog_specs(settings: Settings) -> list[TopicSpec]:
+    """The tables' changelog topics, created before any agent runs: Faust would otherwise
+    create them while agents start, and an agent that reads its table before the topic
+    exists stops with PartitionsMismatch."""
+    app_id, n = settings.kafka.topic(settings.streams.app_id), settings.kafka.events_partitions
+    return [TopicSpec(f"{app_id}-{name}-changelog", n, compacted=True) for name in TABLES]
+
+
+def internal_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic the worker needs beyond refstream's public ones."""
+    n = settings.kafka.events_partitions
+    internal = [TopicSpec(settings.kafka.topic(name), n) for name in INTERNAL_TOPICS]
+    return internal + changelog_specs(settings)
 
 
 def now() -> int:
@@ -141,6 +166,8 @@ def create_app(settings: Settings) -> faust.App:
         return app.topic(*(kafka.topic(name) for name in names), partitions=n, **raw)
 
     def table(name: str) -> Any:
+        if name not in TABLES:  # its changelog must be created up front (changelog_specs)
+            raise ValueError(f"table {name!r} is missing from TABLES")
         return app.Table(name, default=None, partitions=n, key_type=bytes, value_type=bytes)
 
     out_topics = {
@@ -433,13 +460,9 @@ def main(settings: Settings, args: Any) -> int:
     """`refstream worker`: run one worker process until SIGTERM/SIGINT."""
     from faust.worker import Worker as FaustWorker
 
-    from refstream.topics import TopicSpec, ensure_topics
-
     worker_data_dir(settings).mkdir(parents=True, exist_ok=True)
-    n = settings.kafka.events_partitions
-    internal = [TopicSpec(settings.kafka.topic(name), n) for name in INTERNAL_TOPICS]
     asyncio.run(ensure_topics(settings.kafka))
-    asyncio.run(ensure_topics(settings.kafka, internal))
+    asyncio.run(ensure_topics(settings.kafka, internal_specs(settings)))
     app = create_app(settings)
     FaustWorker(
         app,
