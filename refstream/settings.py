@@ -177,11 +177,23 @@ class StreamsSettings:
 
 
 @dataclass(frozen=True)
+class BackfillSettings:
+    # REFSTREAM_BACKFILL_REQUESTS_PER_S: most Stripe API requests per second the backfill
+    # makes (Stripe allows about 100/s in live mode and 25/s in test mode per account, shared
+    # with the account's own traffic; 429s are waited out with Retry-After anyway).
+    requests_per_s: float = 10.0
+    # REFSTREAM_BACKFILL_STATE_DIR: where the backfill keeps its cursors (one JSON file per
+    # account, mode and --since), so an interrupted run resumes.
+    state_dir: Path = REPO_ROOT / ".local" / "backfill"
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings = KafkaSettings()
     ingress: IngressSettings = IngressSettings()
     streams: StreamsSettings = StreamsSettings()
     sink: SinkSettings = SinkSettings()
+    backfill: BackfillSettings = BackfillSettings()
     # REFSTREAM_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
 
@@ -346,7 +358,28 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stripe_api_base=_str(env, "STRIPE_API_BASE", st.stripe_api_base),
         lookup_after_s=_int(env, "LOOKUP_AFTER_S", st.lookup_after_s, minimum=1),
     )
+    b = BackfillSettings()
+    rate_raw = _str(env, "BACKFILL_REQUESTS_PER_S", str(b.requests_per_s))
+    try:
+        requests_per_s = float(rate_raw)
+    except ValueError:
+        requests_per_s = -1.0
+    if not 0 < requests_per_s <= 1000:
+        raise SettingsError(
+            f"{ENV_PREFIX}BACKFILL_REQUESTS_PER_S must be a number in (0, 1000], got {rate_raw!r}"
+        )
+    backfill = BackfillSettings(
+        requests_per_s=requests_per_s,
+        state_dir=Path(_str(env, "BACKFILL_STATE_DIR", str(b.state_dir))),
+    )
     log_level = _str(env, "LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise SettingsError(f"{ENV_PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
-    return Settings(kafka=kafka, ingress=ingress, streams=streams, sink=sink, log_level=log_level)
+    return Settings(
+        kafka=kafka,
+        ingress=ingress,
+        streams=streams,
+        sink=sink,
+        backfill=backfill,
+        log_level=log_level,
+    )
