@@ -118,9 +118,7 @@ async def test_pages_429s_and_accounts_against_the_standin(
         OBJECT_SOURCES, since=since, until=server.now, cutoff=server.now, slice_s=400 * DAY,
         done_until=store.done_until,
     )  # fmt: skip
-    totals = await Backfill(pages, recorder, store, BASIL, account, False).run(
-        slices, NoProgress()
-    )
+    totals = await Backfill(pages, recorder, store, BASIL, account, False).run(slices, NoProgress())
     # Every object of that account and mode was read, across pages of 2 and 429s.
     want = objects_of(list(server.events), account, livemode=False)
     got: dict[str, set[str]] = {}
@@ -131,7 +129,9 @@ async def test_pages_429s_and_accounts_against_the_standin(
     want.pop("credit_note", None)  # not a backfill source: the ledger does not use it
     assert got == want
     assert server.rate_limited > 0 and pages.rate_limited == server.rate_limited
-    assert max(len(v) for v in want.values()) > server.page_cap, {k: len(v) for k, v in want.items()}
+    assert max(len(v) for v in want.values()) > server.page_cap, {
+        k: len(v) for k, v in want.items()
+    }
     assert any("starting_after" in q for _, q, _ in server.requests)
     assert all(a == account for _, _, a in server.requests)
     assert totals.objects_read >= sum(len(v) for v in want.values())
@@ -156,9 +156,13 @@ async def test_a_second_run_publishes_the_same_event_ids(
         store = CursorStore(tmp_path / str(run), Scope(None, False, 0))
         recorder = Recorder()
         slices = plan_slices(
-            ALL_SOURCES, since=min(e["created"] for e in server.events), until=server.now, cutoff=cutoff, slice_s=7 * DAY,
+            ALL_SOURCES,
+            since=min(e["created"] for e in server.events),
+            until=server.now,
+            cutoff=cutoff,
+            slice_s=7 * DAY,
             done_until=store.done_until,
-        )  # fmt: skip
+        )
         await Backfill(pages, recorder, store, BASIL, None, False).run(slices, NoProgress())
         ids.append(sorted(e.event_id for e in recorder.envelopes))
     assert ids[0] == ids[1] and ids[0]

@@ -41,6 +41,7 @@ PATHS = {
     "/v1/refunds": "refund",
     "/v1/disputes": "dispute",
 }
+ENDED_SUBSCRIPTION = ("canceled", "incomplete_expired")
 _INDEXED = re.compile(r"^(\w+)\[(\d*)\]$")
 
 
@@ -69,14 +70,19 @@ class StripeStandin:
         return app
 
     async def _list(self, request: web.Request) -> web.Response:
-        query = {k: v for k, v in request.query.items()}  # indexed arrays: unique keys
+        query = dict(request.query.items())  # stripe-python indexes arrays: keys are unique
         account = request.headers.get("Stripe-Account")
         self.requests.append((request.path, query, account))
         if self.rate_limit_every and len(self.requests) % self.rate_limit_every == 0:
             self.rate_limited += 1
             return web.json_response(
-                {"error": {"type": "invalid_request_error", "code": "rate_limit",
-                           "message": "Too many requests"}},  # fmt: skip
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "rate_limit",
+                        "message": "Too many requests",
+                    }
+                },
                 status=429,
                 headers={"Retry-After": "0"},
             )
@@ -99,7 +105,7 @@ class StripeStandin:
             kind = PATHS[request.path]
             items = list(self._objects.get((account, kind), {}).values())
             if kind == "subscription" and query.get("status") != "all":
-                items = [s for s in items if s.get("status") not in ("canceled", "incomplete_expired")]  # fmt: skip
+                items = [s for s in items if s.get("status") not in ENDED_SUBSCRIPTION]
             if kind == "invoice" and "data.payments" in _array(query, "expand"):
                 items = [self._with_payments(inv, account) for inv in items]
         items = [i for i in items if i.get("livemode") == livemode]  # a key sees its mode only
