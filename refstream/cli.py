@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         "refstream.dlq_cli:main",
     )
     _dlq_arguments(dlq)
+    status = add(
+        "status",
+        "one screen: broker, topics, consumer lag, dead letters, last event per type, "
+        "programs, warnings",
+        "refstream.status:main",
+    )
+    status.add_argument("--format", choices=["table", "json"], default="table")
     backfill = add(
         "backfill",
         "publish the account's Stripe history to stripe.events (Events API for the last 30 "
