@@ -121,6 +121,9 @@ class SinkSettings:
     # report` sends) when set; required when REFSTREAM_QUERY_API_HOST is not a loopback
     # address. At least 16 characters.
     query_api_token: Secret | None = None
+    # REFSTREAM_SINK_METRICS_PORT: where the sink serves Prometheus metrics (/metrics on
+    # REFSTREAM_METRICS_HOST); unset: not served.
+    metrics_port: int | None = None
 
     @property
     def embedded(self) -> bool:
@@ -174,6 +177,9 @@ class StreamsSettings:
     # REFSTREAM_WORKER_SESSION_TIMEOUT_S: how soon the group notices a dead worker and hands
     # its partitions to the others.
     session_timeout_s: int = 10
+    # REFSTREAM_WORKER_METRICS_PORT: where the worker serves Prometheus metrics (/metrics on
+    # REFSTREAM_METRICS_HOST); unset: not served. One port per worker on a host.
+    metrics_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +200,8 @@ class Settings:
     streams: StreamsSettings = StreamsSettings()
     sink: SinkSettings = SinkSettings()
     backfill: BackfillSettings = BackfillSettings()
+    # REFSTREAM_METRICS_HOST: address the worker's and the sink's metrics listeners bind.
+    metrics_host: str = "127.0.0.1"
     # REFSTREAM_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
 
@@ -321,6 +329,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         query_api_host=_str(env, "QUERY_API_HOST", sk.query_api_host),
         query_api_port=_int(env, "QUERY_API_PORT", sk.query_api_port, minimum=1),
         query_api_token=_token(_get(env, "QUERY_API_TOKEN")),
+        metrics_port=_opt_int(env, "SINK_METRICS_PORT", minimum=1),
     )
     if sink.query_api_token is None and not is_loopback(sink.query_api_host):
         # Reports are referrers' revenue: never served beyond this machine unauthenticated.
@@ -345,6 +354,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tenure_window_s=_int(env, "TENURE_WINDOW_S", st.tenure_window_s, minimum=1),
         tick_interval_s=_int(env, "TICK_INTERVAL_S", st.tick_interval_s, minimum=1),
         session_timeout_s=_int(env, "WORKER_SESSION_TIMEOUT_S", st.session_timeout_s, 6),
+        metrics_port=_opt_int(env, "WORKER_METRICS_PORT", minimum=1),
     )
     api_key = _get(env, "STRIPE_API_KEY")
     if api_key is not None and not api_key.startswith(("sk_", "rk_")):
@@ -381,5 +391,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         streams=streams,
         sink=sink,
         backfill=backfill,
+        metrics_host=_str(env, "METRICS_HOST", "127.0.0.1"),
         log_level=log_level,
     )
