@@ -204,6 +204,8 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     # REFSTREAM_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
+    # REFSTREAM_LOG_FORMAT: auto (readable on a terminal, JSON lines otherwise), json or text.
+    log_format: str = "auto"
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -385,6 +387,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     log_level = _str(env, "LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise SettingsError(f"{ENV_PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+    log_format = _str(env, "LOG_FORMAT", "auto").lower()
+    if log_format not in {"auto", "json", "text"}:
+        raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT must be auto, json or text")
     return Settings(
         kafka=kafka,
         ingress=ingress,
@@ -393,4 +398,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         backfill=backfill,
         metrics_host=_str(env, "METRICS_HOST", "127.0.0.1"),
         log_level=log_level,
+        log_format=log_format,
     )
