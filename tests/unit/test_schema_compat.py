@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import avro.schema
@@ -30,24 +31,24 @@ from schemas.history import committed_versions, version_path
 REPO = SCHEMA_DIR.parent
 
 
-def _git(*args: str) -> str:
+def _git(*args: str, repo: Path = REPO) -> str:
     return subprocess.run(
-        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
     ).stdout
 
 
-def _committed_versions(name: str) -> list[str]:
+def _committed_versions(name: str, repo: Path = REPO) -> list[str]:
     """Every committed text of schemas/<name>.avsc; fails when git cannot know them."""
     assert shutil.which("git"), "git is needed: the check compares against git history"
-    shallow = _git("rev-parse", "--is-shallow-repository").strip()
+    shallow = _git("rev-parse", "--is-shallow-repository", repo=repo).strip()
     assert shallow == "false", (
         "shallow clone: the schema history is incomplete; fetch it (git fetch --unshallow)"
     )
     path = f"schemas/{name}.avsc"
-    commits = _git("log", "--format=%H", "--", path).split()
-    tracked = _git("ls-files", "--", path).strip()
+    commits = _git("log", "--format=%H", "--", path, repo=repo).split()
+    tracked = _git("ls-files", "--", path, repo=repo).strip()
     assert commits or not tracked, f"{path} is tracked but git shows no commit of it"
-    return [_git("show", f"{commit}:{path}") for commit in commits]
+    return [_git("show", f"{commit}:{path}", repo=repo) for commit in commits]
 
 
 def compatible(reader: avro.schema.Schema, writer: avro.schema.Schema) -> bool:
@@ -149,3 +150,14 @@ def test_codec_resolves_an_added_field_to_its_default() -> None:
     # Without the old version among its writers, the reader refuses the record.
     with pytest.raises(AvroDecodeError, match="another schema"):
         AvroCodec(new).decode(written)
+
+
+def test_a_shallow_clone_fails_the_check_instead_of_passing_vacuously(tmp_path: Path) -> None:
+    clone = tmp_path / "shallow"
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(clone)],
+        check=True,
+        capture_output=True,
+    )
+    with pytest.raises(AssertionError, match="shallow clone"):
+        _committed_versions("stripe_event", repo=clone)
