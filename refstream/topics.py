@@ -48,10 +48,12 @@ TOPIC_SCHEMAS = {
 # and the codec reads every committed version (schemas/history/).
 INTERNAL_TOPIC_SCHEMAS = {
     "refstream.corrections": "correction",
-    "refstream.links": "payment_link",
+    LINKS: "payment_link",
     TICKS: "tick",
     "refstream.referrer-ticks": "tick",
 }
+# refstream.rerouted carries stripe_event values, and link probe answers marked by a header.
+LINK_PROBE_ANSWER_SCHEMA = "link_probe_answer"
 # What the worker emits.
 OUTPUT_TOPICS = (REWARDS, ATTRIBUTIONS, CLAWBACKS, REWARD_STATUS, LIFECYCLE)
 

@@ -5,7 +5,7 @@ unchanged."""
 from __future__ import annotations
 
 from refstream.avro_codec import AvroCodec
-from refstream.topics import INTERNAL_TOPIC_SCHEMAS, TICKS
+from refstream.topics import INTERNAL_TOPIC_SCHEMAS, LINK_PROBE_ANSWER_SCHEMA, TICKS
 from streams import app, worker_core
 from streams.corrections.payments import apply_refund, new_customer_state, register_reward
 from streams.corrections.stripe_facts import refund_fact
@@ -33,9 +33,15 @@ def test_a_real_correction_round_trips() -> None:
 
 def test_links_and_ticks_round_trip() -> None:
     links = AvroCodec.for_schema(INTERNAL_TOPIC_SCHEMAS[worker_core.LINKS])
-    owner = {"owner": "cus_1", "key_source": "customer", "event": None}
-    parked = {"owner": None, "key_source": None, "event": b"\xc3\x01..."}
-    assert links.decode(links.encode(owner)) == owner
-    assert links.decode(links.encode(parked)) == parked
+    empty = {"owner": None, "key_source": None, "event": None, "probe": None}
+    owner = {**empty, "owner": "cus_1", "key_source": "customer"}
+    parked = {**empty, "event": b"\xc3\x01..."}
+    probe = {"owner": "cus_1", "key_source": "customer", "state_key": "test:cus_1",
+             "charge_id": "ch_1"}  # fmt: skip
+    for message in (owner, parked, {**empty, "probe": probe}):
+        assert links.decode(links.encode(message)) == message
+    answer = worker_core.probe_answer_output(probe)
+    codec = AvroCodec.for_schema(LINK_PROBE_ANSWER_SCHEMA)
+    assert codec.decode(codec.encode(answer.record)) == answer.record
     ticks = AvroCodec.for_schema("tick")
     assert ticks.decode(ticks.encode({"now_s": 1_750_000_000})) == {"now_s": 1_750_000_000}
