@@ -30,7 +30,7 @@ from backfill.sources import EVENTS, TYPE_RANK, Source
 from backfill.stripe_pages import StripePages
 from backfill.synthesize import events_for
 from ingress.envelope import Envelope, FetchedBody, parse_envelope
-from ingress.publisher import Receipt
+from ingress.publisher import PublishRefusedError, Receipt
 from ingress.rejection import Rejected
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Slice:
 class Totals:
     objects_read: int = 0
     events_published: int = 0
-    skipped: int = 0  # refused by the envelope checks (logged with the reason)
+    skipped: int = 0  # refused by the envelope checks or as too large (logged, with why)
     slices: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
 
@@ -178,12 +178,25 @@ class Backfill:
             envelopes.append(envelope)
             totals.by_type[envelope.type] = totals.by_type.get(envelope.type, 0) + 1
 
+        refused = 0
+
         async def one(envelope: Envelope) -> None:
+            nonlocal refused
             async with limit:
-                await self.publisher.publish(envelope)
+                try:
+                    await self.publisher.publish(envelope)
+                except PublishRefusedError as exc:
+                    # Kafka will never take it (too large): a resume would fail the same
+                    # way, so it is counted and logged, not retried.
+                    refused += 1
+                    log.warning(
+                        "backfill_event_refused",
+                        extra={"event_id": envelope.event_id, "reason": exc.reason},
+                    )
 
         await _all(one(e) for e in envelopes)
-        return len(envelopes)
+        totals.skipped += refused
+        return len(envelopes) - refused
 
 
 async def _all(coros: Any) -> None:

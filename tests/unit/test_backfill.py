@@ -139,3 +139,32 @@ async def test_bad_arguments_are_refused_before_any_request(
 def test_days_are_utc() -> None:
     assert parse_day("2025-05-01", "--since") == 1_746_057_600
     assert {s.name for s in OBJECT_SOURCES} | {EVENTS} == {s.name for s in ALL_SOURCES}
+
+
+async def test_an_event_kafka_refuses_is_counted_and_the_slice_still_completes(
+    tmp_path: Path,
+) -> None:
+    from backfill.run import Backfill, Slice, Totals
+    from backfill.stripe_pages import Page
+    from ingress.envelope import Envelope
+    from ingress.publisher import PublishRefusedError, Receipt
+
+    class Pages:
+        async def page(self, path: str, params: object, starting_after: str | None = None) -> Page:
+            return Page([charge(id="ch_1"), charge(id="ch_2")], has_more=False)
+
+    class Publisher:
+        async def publish(self, envelope: Envelope) -> Receipt:
+            if envelope.object_id == "ch_2":
+                raise PublishRefusedError("record_too_large", "too large")
+            return Receipt(0, 0)
+
+    class Quiet:
+        def update(self, slice_: Slice, totals: Totals) -> None:
+            pass
+
+    store = CursorStore(tmp_path, Scope(None, False, 0))
+    runner = Backfill(Pages(), Publisher(), store, "V", None, False)  # type: ignore[arg-type]
+    totals = await runner.run([Slice(0, 10, sources_named(["charges"]))], Quiet())
+    assert (totals.events_published, totals.skipped) == (1, 1)
+    assert store.done_until("charges") == 10
