@@ -28,6 +28,11 @@ partition and is read in order). The first that applies, with `key_source`:
   8. the event id -> "event".
 The Kafka key is that string in UTF-8; Kafka's default partitioner (murmur2 of the key)
 then maps it to a partition.
+
+Two kinds of body can become an envelope: a `VerifiedBody` (a webhook whose signature
+matched) and a `FetchedBody` (an event `refstream backfill` read from the Stripe API with
+the operator's key over TLS, or built from objects read that way; its `source` is recorded
+in the record's `backfill` field). Both go through the same checks and key rule.
 """
 
 from __future__ import annotations
@@ -45,6 +50,22 @@ THIN_EVENT_OBJECT = "v2.core.event"
 _AVRO_LONG_MAX = 2**63 - 1
 
 _CODEC = AvroCodec.for_schema("stripe_event")
+BACKFILL_SOURCES = frozenset({"events_api", "objects"})
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedBody:
+    """An event body read from the Stripe API (authenticated by our key, not a signature).
+
+    `source` is "events_api" (the event as Stripe kept it) or "objects" (built by the
+    backfill from an object older than the Events API's retention)."""
+
+    body: bytes = field(repr=False)  # may hold personal data: keep it out of reprs and logs
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.source not in BACKFILL_SOURCES:
+            raise ValueError(f"unknown backfill source {self.source!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +83,7 @@ class Envelope:
     partition_key: str
     key_source: str
     received_at_ms: int
-    verified: VerifiedBody = field(repr=False)
+    verified: VerifiedBody | FetchedBody = field(repr=False)
 
     @property
     def key(self) -> bytes:
@@ -83,7 +104,13 @@ class Envelope:
             "key_source": self.key_source,
             "received_at_ms": self.received_at_ms,
             "body": self.verified.body,
+            "backfill": self.backfill,
         }
+
+    @property
+    def backfill(self) -> str | None:
+        """None for a webhook, else where the backfill got the event (FetchedBody)."""
+        return self.verified.source if isinstance(self.verified, FetchedBody) else None
 
     def encode(self) -> bytes:
         """The Kafka record value: the Avro record in single-object encoding."""
@@ -91,7 +118,7 @@ class Envelope:
 
 
 def parse_envelope(
-    verified: VerifiedBody, received_at_ms: int, *, max_depth: int = DEFAULT_MAX_DEPTH
+    verified: VerifiedBody | FetchedBody, received_at_ms: int, *, max_depth: int = DEFAULT_MAX_DEPTH
 ) -> Envelope | Rejected:
     event = load_json(verified.body, max_depth)
     if isinstance(event, Rejected):

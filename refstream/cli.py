@@ -96,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
         "refstream.dlq_cli:main",
     )
     _dlq_arguments(dlq)
+    status = add(
+        "status",
+        "one screen: broker, topics, consumer lag, dead letters, last event per type, "
+        "programs, warnings",
+        "refstream.status:main",
+    )
+    status.add_argument("--format", choices=["table", "json"], default="table")
+    backfill = add(
+        "backfill",
+        "publish the account's Stripe history to stripe.events (Events API for the last 30 "
+        "days, objects before that); resumable, idempotent",
+        "backfill.cli:main",
+    )
+    _backfill_arguments(backfill)
     add("run", "start the local broker and the pipeline on this machine", "refstream.commands:run")
     return parser
 
@@ -132,6 +146,22 @@ def _simulate_arguments(command: argparse.ArgumentParser) -> None:
     add("--dry-run", action="store_true", help="generate and write the files, send nothing")
 
 
+def _backfill_arguments(command: argparse.ArgumentParser) -> None:
+    add = command.add_argument
+    add("--since", required=True, help="first day (UTC, YYYY-MM-DD) of history to read")
+    add("--until", help="day (UTC) to stop before (default: now)")
+    add(
+        "--types",
+        help="comma-separated sources (default all): customers, subscriptions, "
+        "checkout_sessions, invoices, charges, invoice_payments, refunds, disputes, events",
+    )
+    add("--account", help="Connect: backfill this connected account (acct_...)")
+    add("--live", action="store_true", help="required to backfill with a live-mode key")
+    add("--api-version", help="render objects at this version (default: the account's, "
+        "from its newest event)")  # fmt: skip
+    add("--slice-days", type=float, default=1.0, help="days read per slice (default 1)")
+
+
 def _dlq_arguments(command: argparse.ArgumentParser) -> None:
     add = command.add_argument
     add("action", choices=["list", "replay"])
@@ -158,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"refstream: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return _load(args.handler)(settings, args)
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import subprocess
 import sys
 import threading
 
 from refstream.kafka_local import LocalKafka, LocalKafkaError, broker_answers
 from refstream.settings import Settings
+from refstream.supervisor import Child, Supervisor
 from refstream.topics import ensure_topics
 
 
@@ -39,41 +39,40 @@ def topics(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    """Start the local broker, create topics, then run the pipeline's processes until
-    interrupted. Each process is a `refstream` subcommand, so each can also run alone."""
+    """Start the local broker (unless one serves already), create topics, then run the
+    pipeline's processes until interrupted, restarting any that dies (refstream/
+    supervisor.py). Ctrl-C or SIGTERM stops the children, and the broker if this run
+    started it; a broker that was already serving is left running. Each process is a
+    `refstream` subcommand, so each can also run alone."""
+    broker = LocalKafka.from_settings(settings.kafka)
     try:
-        LocalKafka.from_settings(settings.kafka).start()
+        launched = broker.start()
     except LocalKafkaError as exc:
         print(f"refstream run: {exc}", file=sys.stderr)
         return 1
-    asyncio.run(ensure_topics(settings.kafka))
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
-    children = [
-        subprocess.Popen([sys.executable, "-m", "refstream.cli", name]) for name in PIPELINE
-    ]
-    print(
-        f"refstream running: webhooks at http://{settings.ingress.host}:{settings.ingress.port}"
-        "/webhooks/stripe (Ctrl-C stops)",
-        flush=True,
+    supervisor = Supervisor(
+        [Child(name, [sys.executable, "-m", "refstream.cli", name]) for name in PIPELINE]
     )
     try:
-        # Run until told to stop, or until one process dies (then stop the others too).
-        while not stopping.wait(1.0) and all(child.poll() is None for child in children):
-            pass
+        asyncio.run(ensure_topics(settings.kafka))
+        supervisor.start()
+        print(
+            f"refstream running: webhooks at http://{settings.ingress.host}:"
+            f"{settings.ingress.port}/webhooks/stripe (Ctrl-C stops)",
+            flush=True,
+        )
+        while not stopping.wait(SUPERVISE_INTERVAL_S):
+            supervisor.poll()
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                child.kill()
-    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM)]
-    return 1 if failed else 0
+        supervisor.stop()
+        if launched:
+            broker.stop()
+    return 0
 
 
+SUPERVISE_INTERVAL_S = 0.5
 # The long-running processes `refstream run` supervises, in start order.
 PIPELINE = ["ingress", "worker", "sink"]

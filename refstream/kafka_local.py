@@ -193,7 +193,10 @@ class LocalKafka:
             return None
         return pid
 
-    def start(self, timeout_s: float = 120.0) -> None:
+    def start(self, timeout_s: float = 120.0) -> bool:
+        """Start the broker unless one serves already; True when this call launched it
+        (so that whoever started it, e.g. `refstream run`, also stops it)."""
+        launched = False
         self.resolve_jars()  # even when another broker serves the port: tests reuse the jars
         if self.running_pid() is None:
             if _port_open(self.port):
@@ -201,15 +204,17 @@ class LocalKafka:
                     # Another broker (another checkout's, or one run by hand) serves this
                     # port: use it rather than fail; `stop` will leave it alone.
                     log.info("kafka_already_serving", extra={"bootstrap": self.bootstrap})
-                    return
+                    return False
                 raise LocalKafkaError(
                     f"port {self.port} is taken by a process that is not a Kafka broker"
                 )
             self.write_config()
             self.format_storage()
             pid = self.launch()
+            launched = True
             log.info("kafka_launched", extra={"pid": pid, "bootstrap": self.bootstrap})
         self.wait_ready(timeout_s)
+        return launched
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -1,4 +1,8 @@
-"""Structured logging: one JSON object per line on stderr.
+"""Structured logging on stderr: JSON lines, or readable lines on a terminal.
+
+REFSTREAM_LOG_FORMAT: `auto` (default) writes readable lines when stderr is a terminal and
+one JSON object per line otherwise (files, pipes, log collectors); `json` and `text` force
+one. Both carry the same fields.
 
 Call sites log an event name and put the details in `extra`, e.g.
 `log.info("published", extra={"event_id": ..., "partition": ...})`; every extra key becomes a
@@ -34,9 +38,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "INFO") -> None:
+class TextFormatter(logging.Formatter):
+    """`12:00:01 WARNING ingress.server kafka_unreachable topic=stripe.events`"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.gmtime(record.created))
+        fields = " ".join(
+            f"{key}={value}"
+            for key, value in vars(record).items()
+            if key not in _STANDARD_ATTRS and not key.startswith("_")
+        )
+        line = f"{stamp} {record.levelname:<7} {record.name} {record.getMessage()}"
+        line = f"{line} {fields}" if fields else line
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+LOG_FORMATS = ("auto", "json", "text")
+
+
+def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    text = log_format == "text" or (log_format == "auto" and sys.stderr.isatty())
+    handler.setFormatter(TextFormatter() if text else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

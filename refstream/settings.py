@@ -121,6 +121,9 @@ class SinkSettings:
     # report` sends) when set; required when REFSTREAM_QUERY_API_HOST is not a loopback
     # address. At least 16 characters.
     query_api_token: Secret | None = None
+    # REFSTREAM_SINK_METRICS_PORT: where the sink serves Prometheus metrics (/metrics on
+    # REFSTREAM_METRICS_HOST); unset: not served.
+    metrics_port: int | None = None
 
     @property
     def embedded(self) -> bool:
@@ -174,6 +177,20 @@ class StreamsSettings:
     # REFSTREAM_WORKER_SESSION_TIMEOUT_S: how soon the group notices a dead worker and hands
     # its partitions to the others.
     session_timeout_s: int = 10
+    # REFSTREAM_WORKER_METRICS_PORT: where the worker serves Prometheus metrics (/metrics on
+    # REFSTREAM_METRICS_HOST); unset: not served. One port per worker on a host.
+    metrics_port: int | None = None
+
+
+@dataclass(frozen=True)
+class BackfillSettings:
+    # REFSTREAM_BACKFILL_REQUESTS_PER_S: most Stripe API requests per second the backfill
+    # makes (Stripe allows about 100/s in live mode and 25/s in test mode per account, shared
+    # with the account's own traffic; 429s are waited out with Retry-After anyway).
+    requests_per_s: float = 10.0
+    # REFSTREAM_BACKFILL_STATE_DIR: where the backfill keeps its cursors (one JSON file per
+    # account, mode and --since), so an interrupted run resumes.
+    state_dir: Path = REPO_ROOT / ".local" / "backfill"
 
 
 @dataclass(frozen=True)
@@ -182,8 +199,13 @@ class Settings:
     ingress: IngressSettings = IngressSettings()
     streams: StreamsSettings = StreamsSettings()
     sink: SinkSettings = SinkSettings()
+    backfill: BackfillSettings = BackfillSettings()
+    # REFSTREAM_METRICS_HOST: address the worker's and the sink's metrics listeners bind.
+    metrics_host: str = "127.0.0.1"
     # REFSTREAM_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
+    # REFSTREAM_LOG_FORMAT: auto (readable on a terminal, JSON lines otherwise), json or text.
+    log_format: str = "auto"
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -309,6 +331,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         query_api_host=_str(env, "QUERY_API_HOST", sk.query_api_host),
         query_api_port=_int(env, "QUERY_API_PORT", sk.query_api_port, minimum=1),
         query_api_token=_token(_get(env, "QUERY_API_TOKEN")),
+        metrics_port=_opt_int(env, "SINK_METRICS_PORT", minimum=1),
     )
     if sink.query_api_token is None and not is_loopback(sink.query_api_host):
         # Reports are referrers' revenue: never served beyond this machine unauthenticated.
@@ -333,6 +356,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tenure_window_s=_int(env, "TENURE_WINDOW_S", st.tenure_window_s, minimum=1),
         tick_interval_s=_int(env, "TICK_INTERVAL_S", st.tick_interval_s, minimum=1),
         session_timeout_s=_int(env, "WORKER_SESSION_TIMEOUT_S", st.session_timeout_s, 6),
+        metrics_port=_opt_int(env, "WORKER_METRICS_PORT", minimum=1),
     )
     api_key = _get(env, "STRIPE_API_KEY")
     if api_key is not None and not api_key.startswith(("sk_", "rk_")):
@@ -346,7 +370,33 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stripe_api_base=_str(env, "STRIPE_API_BASE", st.stripe_api_base),
         lookup_after_s=_int(env, "LOOKUP_AFTER_S", st.lookup_after_s, minimum=1),
     )
+    b = BackfillSettings()
+    rate_raw = _str(env, "BACKFILL_REQUESTS_PER_S", str(b.requests_per_s))
+    try:
+        requests_per_s = float(rate_raw)
+    except ValueError:
+        requests_per_s = -1.0
+    if not 0 < requests_per_s <= 1000:
+        raise SettingsError(
+            f"{ENV_PREFIX}BACKFILL_REQUESTS_PER_S must be a number in (0, 1000], got {rate_raw!r}"
+        )
+    backfill = BackfillSettings(
+        requests_per_s=requests_per_s,
+        state_dir=Path(_str(env, "BACKFILL_STATE_DIR", str(b.state_dir))),
+    )
     log_level = _str(env, "LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise SettingsError(f"{ENV_PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
-    return Settings(kafka=kafka, ingress=ingress, streams=streams, sink=sink, log_level=log_level)
+    log_format = _str(env, "LOG_FORMAT", "auto").lower()
+    if log_format not in {"auto", "json", "text"}:
+        raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT must be auto, json or text")
+    return Settings(
+        kafka=kafka,
+        ingress=ingress,
+        streams=streams,
+        sink=sink,
+        backfill=backfill,
+        metrics_host=_str(env, "METRICS_HOST", "127.0.0.1"),
+        log_level=log_level,
+        log_format=log_format,
+    )

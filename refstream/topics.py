@@ -42,6 +42,18 @@ TOPIC_SCHEMAS = {
     REWARD_STATUS: "reward_status",
     PAYOUTS: "payout",
 }
+# Schemas of the topics between the worker's own agents (names as in streams/worker_core.py
+# and streams/app.py). Not a contract with downstream services, but records outlive a
+# deploy (retained, or in flight during a rolling upgrade), so they evolve by the same rules
+# and the codec reads every committed version (schemas/history/).
+INTERNAL_TOPIC_SCHEMAS = {
+    "refstream.corrections": "correction",
+    LINKS: "payment_link",
+    TICKS: "tick",
+    "refstream.referrer-ticks": "tick",
+}
+# refstream.rerouted carries stripe_event values, and link probe answers marked by a header.
+LINK_PROBE_ANSWER_SCHEMA = "link_probe_answer"
 # What the worker emits.
 OUTPUT_TOPICS = (REWARDS, ATTRIBUTIONS, CLAWBACKS, REWARD_STATUS, LIFECYCLE)
 

@@ -222,6 +222,7 @@ class StripeFactory:
                 received_at_ms if received_at_ms is not None else (event["created"] + 1) * 1000
             ),
             "body": event_bytes(event),
+            "backfill": None,
         }
 
     # --- customers, subscriptions, checkout ----------------------------------------------

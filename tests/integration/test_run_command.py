@@ -1,7 +1,9 @@
-"""`refstream run` (the README's main command) starts every process and stops them all."""
+"""`refstream run` (the README's main command) starts every process, restarts one that
+dies, and stops them all."""
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -27,7 +29,14 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
-async def test_run_starts_the_pipeline_and_sigterm_stops_every_process(
+def command_of(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    except OSError:
+        return []
+
+
+async def test_run_restarts_a_dead_child_and_sigterm_stops_every_process(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
     ingress_port, query_port = free_port(), free_port()
@@ -59,6 +68,18 @@ async def test_run_starts_the_pipeline_and_sigterm_stops_every_process(
             )
         children = children_of(run.proc.pid)
         assert len(children) == 3, run.log_tail()  # ingress, worker, sink
+        (worker,) = [pid for pid in children if command_of(pid)[-1] == "worker"]
+        os.kill(worker, signal.SIGKILL)
+
+        def worker_restarted() -> bool:
+            return any(
+                command_of(pid)[-1:] == ["worker"] for pid in children_of(run.proc.pid) - {worker}
+            )
+
+        await wait_until(worker_restarted, 30, 0.5, "a new worker")
+        assert children - {worker} <= children_of(run.proc.pid)  # the others kept running
+        assert "child_exited" in run.log_tail()
+        children = children_of(run.proc.pid)
         run.proc.send_signal(signal.SIGTERM)
         assert run.proc.wait(timeout=90) == 0, run.log_tail()
         assert not {pid for pid in children if Path(f"/proc/{pid}").exists()}

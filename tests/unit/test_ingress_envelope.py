@@ -210,6 +210,7 @@ def test_the_record_copies_the_routing_fields_and_keeps_the_body_byte_for_byte()
         "key_source": "customer",
         "received_at_ms": RECEIVED_AT_MS,
         "body": body,
+        "backfill": None,  # a webhook, not a backfilled event
     }
 
 

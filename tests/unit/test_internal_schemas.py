@@ -1,0 +1,47 @@
+"""The worker's internal topics have schemas the codec carries: the records the worker
+builds today (JSON for now; the lead wires the codec into streams/) encode and decode
+unchanged."""
+
+from __future__ import annotations
+
+from refstream.avro_codec import AvroCodec
+from refstream.topics import INTERNAL_TOPIC_SCHEMAS, LINK_PROBE_ANSWER_SCHEMA, TICKS
+from streams import app, worker_core
+from streams.corrections.payments import apply_refund, new_customer_state, register_reward
+from streams.corrections.stripe_facts import refund_fact
+from tests.unit.test_corrections_support import charge_refunded, reward
+
+
+def test_every_internal_topic_of_the_worker_has_a_schema() -> None:
+    internal = {*app.INTERNAL_TOPICS, app.CUSTOMER_TICKS} - {worker_core.REROUTED}
+    assert set(INTERNAL_TOPIC_SCHEMAS) == internal
+    assert app.CUSTOMER_TICKS == TICKS
+    # refstream.rerouted carries stripe.events values, which have their own schema.
+    assert worker_core.Output(worker_core.REROUTED, "k", {}).schema == "stripe_event"
+
+
+def test_a_real_correction_round_trips() -> None:
+    state, _ = register_reward(new_customer_state(), reward(amount_minor=2000))
+    fact = refund_fact(charge_refunded("evt_1", 2500))
+    assert fact is not None
+    _, corrections = apply_refund(state, fact)
+    assert corrections
+    codec = AvroCodec.for_schema(INTERNAL_TOPIC_SCHEMAS[worker_core.CORRECTIONS])
+    for correction in corrections:
+        assert codec.decode(codec.encode(correction)) == correction
+
+
+def test_links_and_ticks_round_trip() -> None:
+    links = AvroCodec.for_schema(INTERNAL_TOPIC_SCHEMAS[worker_core.LINKS])
+    empty = {"owner": None, "key_source": None, "event": None, "probe": None}
+    owner = {**empty, "owner": "cus_1", "key_source": "customer"}
+    parked = {**empty, "event": b"\xc3\x01..."}
+    probe = {"owner": "cus_1", "key_source": "customer", "state_key": "test:cus_1",
+             "charge_id": "ch_1"}  # fmt: skip
+    for message in (owner, parked, {**empty, "probe": probe}):
+        assert links.decode(links.encode(message)) == message
+    answer = worker_core.probe_answer_output(probe)
+    codec = AvroCodec.for_schema(LINK_PROBE_ANSWER_SCHEMA)
+    assert codec.decode(codec.encode(answer.record)) == answer.record
+    ticks = AvroCodec.for_schema("tick")
+    assert ticks.decode(ticks.encode({"now_s": 1_750_000_000})) == {"now_s": 1_750_000_000}
