@@ -45,6 +45,7 @@ from faust.types import EventT
 
 from refstream import topics
 from refstream.avro_codec import AvroCodec
+from refstream.metrics import WorkerMetrics, serve_worker
 from refstream.settings import Settings
 from refstream.topics import TopicSpec, ensure_topics
 from streams.corrections import InvariantViolation, Step
@@ -136,7 +137,7 @@ class JsonTableView(Mapping[str, Any]):
         raise NotImplementedError("a table view is not counted")
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, worker_metrics: WorkerMetrics | None = None) -> faust.App:
     kafka, conf = settings.kafka, settings.streams
     n = kafka.events_partitions
     app = faust.App(
@@ -189,6 +190,7 @@ def create_app(settings: Settings) -> faust.App:
     envelope_codec = AvroCodec.for_schema("stripe_event")
     dead_letter_codec = AvroCodec.for_schema("dead_letter")
     stats: Counter[str] = Counter()
+    metrics = worker_metrics if worker_metrics is not None else WorkerMetrics()
     prefixed = kafka.topic
 
     def encode(records: list[Output]) -> list[Encoded]:
@@ -216,8 +218,18 @@ def create_app(settings: Settings) -> faust.App:
             pending.append(sent)
         await asyncio.gather(*pending)  # Step 4: every ack before the state is stored
 
+    def count(records: list[Output]) -> None:
+        """Rewards and clawbacks emitted, by currency and mode (after their acks)."""
+        for out in records:
+            r = out.record
+            if out.topic == topics.REWARDS and r["revision"] == 0:  # a revision repeats it
+                metrics.reward(r["currency"], r["livemode"], r["reward_amount_minor"])
+            elif out.topic == topics.CLAWBACKS:
+                metrics.clawback(r["kind"], r["currency"], r["livemode"], r["amount_minor"])
+
     async def emit(records: list[Output]) -> None:
         await send(encode(records))
+        count(records)
 
     async def dead_letter(
         event: EventT, error: Exception, event_id: str | None, due_key: bytes | None = None
@@ -245,6 +257,7 @@ def create_app(settings: Settings) -> faust.App:
         dlq = out_topics[topics.STRIPE_EVENTS_DLQ]
         await (await dlq.send(key=event.key, value=value, force=True))
         stats["dead_lettered"] += 1
+        metrics.dead_letters.labels("worker", type(error).__name__).inc()
         log.warning(
             "dead_lettered",
             extra={k: record[k] for k in ("source_topic", "source_offset", "event_id", "error")},
@@ -264,16 +277,23 @@ def create_app(settings: Settings) -> faust.App:
         customer_due.add(event.message.partition, key, result.due_s)
 
     async def on_stripe_event(event: EventT) -> None:
+        with metrics.decision_seconds.time():
+            outcome, event_type = await decide_stripe_event(event)
+        metrics.event(event_type or "unreadable", outcome)
+
+    async def decide_stripe_event(event: EventT) -> tuple[str, str | None]:
+        """Decide one stripe.events (or rerouted) record: (metric outcome, event type)."""
         try:
             envelope = envelope_codec.decode(event.value)
             routed = customer_core.route(envelope)
             raw_event = json.loads(envelope["body"])
         except BAD_INPUT as exc:
             await dead_letter(event, exc, None)
-            return
+            return "dead_lettered", None
         if routed is None:
             stats["skipped"] += 1
-            return
+            return "ignored", str(envelope.get("type"))
+        event_type = routed.event.type
         raw_state = customers.get(routed.state_key)
         rerouted = event.message.topic == prefixed(REROUTED)
         if not rerouted and customer_core.needs_owner(routed, raw_state):
@@ -281,7 +301,7 @@ def create_app(settings: Settings) -> faust.App:
             link = {"event": envelope_codec.encode(envelope).hex()}
             await emit([Output(LINKS, routed.event.partition_key, link)])
             stats["sent_for_owner"] += 1
-            return
+            return "decided", event_type  # decided where its owner's state lives
         try:
             result = customer_core.on_event(
                 raw_state, routed, program_cache.current(), now(), raw_event
@@ -291,12 +311,14 @@ def create_app(settings: Settings) -> faust.App:
             raise  # the ledger itself would break: stop loudly, never skip
         except DEAD_LETTER as exc:  # an odd event or a routing fault
             await dead_letter(event, exc, routed.event.event_id)
-            return
+            return "dead_lettered", event_type
         stats[result.outcome] += 1
         await send(encoded)
+        count(result.outputs)
         if result.state is not None:
             customers[routed.state_key] = result.state  # Step 5
         customer_due.add(event.message.partition, routed.state_key, result.due_s)
+        return ("duplicate" if result.outcome == "duplicate" else "decided"), event_type
 
     async def customer_due_handler(key: bytes, now_s: int) -> int | None:
         if lookup is not None and (
@@ -463,7 +485,9 @@ def main(settings: Settings, args: Any) -> int:
     worker_data_dir(settings).mkdir(parents=True, exist_ok=True)
     asyncio.run(ensure_topics(settings.kafka))
     asyncio.run(ensure_topics(settings.kafka, internal_specs(settings)))
-    app = create_app(settings)
+    metrics = WorkerMetrics()
+    serve_worker(metrics, settings)  # not served when REFSTREAM_WORKER_METRICS_PORT is unset
+    app = create_app(settings, metrics)
     FaustWorker(
         app,
         loglevel=settings.log_level.lower(),

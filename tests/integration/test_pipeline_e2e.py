@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from refstream import topics
 from refstream.settings import KafkaSettings, Secret
@@ -77,6 +78,30 @@ async def kafka_totals(kafka: KafkaSettings) -> dict[tuple, tuple[int, int]]:
         sign = 1 if c["kind"] == "clawback" else -1
         totals.setdefault(key, [0, 0])[1] += sign * c["amount_minor"]
     return {k: (v[0], v[1]) for k, v in totals.items() if v != [0, 0]}
+
+
+def reward_totals(referrers: dict[tuple, tuple[int, int, int]]) -> dict[tuple[str, str], int]:
+    """Rewards per currency and plain mode (metrics label live/test, not the account)."""
+    totals: dict[tuple[str, str], int] = {}
+    for (_, currency, mode), (rewards, _, _) in referrers.items():
+        key = (currency, mode.split("@")[0])
+        totals[key] = totals.get(key, 0) + rewards
+    return totals
+
+
+async def worker_reward_minor(ports: list[int]) -> dict[tuple[str, str], int]:
+    """refstream_worker_reward_minor_total summed over the workers, per currency and mode."""
+    found: dict[tuple[str, str], int] = {}
+    async with aiohttp.ClientSession() as session:
+        for port in ports:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                text = await response.text()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "refstream_worker_reward_minor_total":
+                        key = (sample.labels["currency"], sample.labels["mode"])
+                        found[key] = found.get(key, 0) + int(sample.value)
+    return found
 
 
 def by_referrer(rows: list[dict[str, Any]]) -> dict[tuple, tuple[int, int, int]]:
@@ -182,6 +207,11 @@ async def test_simulated_stream_lands_exactly_in_clickhouse(
         # The same figures on the topics downstream services consume.
         in_kafka = await kafka_totals(kafka)
         assert in_kafka == {k: v[:2] for k, v in want_referrers.items()}
+        # And what the workers' metrics say they emitted (at least once: a replay after a
+        # rebalance may count a record again, never fewer).
+        emitted = await worker_reward_minor(pipeline.metrics_ports)
+        for (currency, mode), total in reward_totals(want_referrers).items():
+            assert emitted.get((currency, mode), 0) >= total, (currency, mode)
     finally:
         sink.stop()
         pipeline.stop()

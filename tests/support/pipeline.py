@@ -46,6 +46,7 @@ class Pipeline:
     workers: int = 2
     port: int = field(default_factory=free_port)
     processes: list[RefstreamProcess] = field(default_factory=list)
+    metrics_ports: list[int] = field(default_factory=list)  # worker n's /metrics port
 
     @property
     def env(self) -> dict[str, str]:
@@ -66,7 +67,12 @@ class Pipeline:
             RefstreamProcess(["ingress"], self.env, self.workdir / "ingress.log").start()
         )
         for n in range(self.workers):
-            env = {**self.env, "REFSTREAM_WORKER_DATA_DIR": str(self.workdir / f"worker{n}")}
+            self.metrics_ports.append(free_port())
+            env = {
+                **self.env,
+                "REFSTREAM_WORKER_DATA_DIR": str(self.workdir / f"worker{n}"),
+                "REFSTREAM_WORKER_METRICS_PORT": str(self.metrics_ports[n]),
+            }
             log = self.workdir / f"worker{n}.log"
             self.processes.append(RefstreamProcess(["worker"], env, log).start())
         async with aiohttp.ClientSession() as session:
