@@ -47,19 +47,22 @@ from refstream import topics
 from refstream.avro_codec import AvroCodec
 from refstream.metrics import WorkerMetrics, serve_worker
 from refstream.settings import Settings
-from refstream.topics import TopicSpec, ensure_topics
+from refstream.topics import LINK_PROBE_ANSWER_SCHEMA, TopicSpec, ensure_topics
 from streams.corrections import InvariantViolation, Step
 from streams.errors import BAD_INPUT, DEAD_LETTER, OutputEncodeError, crash_loudly
 from streams.payment_links import on_link_message
 from streams.stripe_lookup import CustomerLookup, LookupConfig
 from streams.worker_core import (
     CORRECTIONS,
+    INTERNAL_SCHEMAS,
     LINKS,
     REROUTED,
     CustomerCore,
     Output,
     ReferrerCore,
+    decode_internal,
     is_probe_answer,
+    link_message,
     probe_answer_output,
 )
 from streams.worker_due import DueIndex
@@ -188,6 +191,7 @@ def create_app(settings: Settings, worker_metrics: WorkerMetrics | None = None) 
             LookupConfig(conf.stripe_api_key, conf.stripe_api_base, customer_core.config.keys)
         )
     envelope_codec = AvroCodec.for_schema("stripe_event")
+    tick_codec = AvroCodec.for_schema("tick")
     dead_letter_codec = AvroCodec.for_schema("dead_letter")
     stats: Counter[str] = Counter()
     metrics = worker_metrics if worker_metrics is not None else WorkerMetrics()
@@ -199,10 +203,7 @@ def create_app(settings: Settings, worker_metrics: WorkerMetrics | None = None) 
         encoded = []
         for out in records:
             try:
-                if out.schema is None:
-                    value = json.dumps(out.record, sort_keys=True).encode()
-                else:
-                    value = AvroCodec.for_schema(out.schema).encode(out.record)
+                value = AvroCodec.for_schema(out.schema).encode(out.record)
                 encoded.append((out.topic, out.key.encode(), value, list(out.headers)))
             except (ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError too
                 raise OutputEncodeError(f"{out.topic} record: {exc}"[:500]) from exc
@@ -266,7 +267,7 @@ def create_app(settings: Settings, worker_metrics: WorkerMetrics | None = None) 
     # --- customers ----------------------------------------------------------------------
 
     async def on_probe_answer(event: EventT) -> None:
-        answer = json.loads(event.value)
+        answer = decode_internal(LINK_PROBE_ANSWER_SCHEMA, event.value)
         key = answer["state_key"].encode()
         result = customer_core.on_probe_answer(
             customers.get(key), answer["charge_id"], program_cache.current(), now()
@@ -298,7 +299,7 @@ def create_app(settings: Settings, worker_metrics: WorkerMetrics | None = None) 
         rerouted = event.message.topic == prefixed(REROUTED)
         if not rerouted and customer_core.needs_owner(routed, raw_state):
             # Only the payment intent is named: let the link agent find its customer.
-            link = {"event": envelope_codec.encode(envelope).hex()}
+            link = {"event": envelope_codec.encode(envelope)}
             await emit([Output(LINKS, routed.event.partition_key, link)])
             stats["sent_for_owner"] += 1
             return "decided", event_type  # decided where its owner's state lives
@@ -359,7 +360,7 @@ def create_app(settings: Settings, worker_metrics: WorkerMetrics | None = None) 
         async for event in stream.events():
             try:
                 if event.message.topic == prefixed(CUSTOMER_TICKS):
-                    now_s = json.loads(event.value)["now_s"]
+                    now_s = decode_internal("tick", event.value)["now_s"]
                     handler = isolated(customer_due_handler, event)
                     await customer_due.drain(event.message.partition, now_s, handler)
                 elif is_probe_answer(event.headers):
@@ -383,7 +384,7 @@ def create_app(settings: Settings, worker_metrics: WorkerMetrics | None = None) 
         """Learn a payment's owner, park/re-key an event that names only the payment, answer
         a probe after everything re-keyed before it."""
         raw = payment_owners.get(event.key)
-        step = on_link_message(None if raw is None else json.loads(raw), json.loads(event.value))
+        step = on_link_message(None if raw is None else json.loads(raw), link_message(event.value))
         outputs = [_reroute(envelope_codec, hex_value, step.state) for hex_value in step.reroute]
         outputs += [probe_answer_output(probe) for probe in step.answers]
         await emit(outputs)
@@ -413,7 +414,8 @@ def create_app(settings: Settings, worker_metrics: WorkerMetrics | None = None) 
             elif source == prefixed(topics.PAYOUTS):
                 record, handler = payouts_codec.decode(event.value), ReferrerCore.on_payout
             else:
-                record, handler = json.loads(event.value), ReferrerCore.on_correction
+                record = decode_internal(INTERNAL_SCHEMAS[CORRECTIONS], event.value)
+                handler = ReferrerCore.on_correction
             code = str(record["referral_code"])
             state = ReferrerCore.load_state(referrers.get(code.encode()), code)
             step = handler(state, entries_view, record, now())
@@ -443,7 +445,7 @@ def create_app(settings: Settings, worker_metrics: WorkerMetrics | None = None) 
         async for event in stream.events():
             try:
                 if event.message.topic == prefixed(REFERRER_TICKS):
-                    now_s = json.loads(event.value)["now_s"]
+                    now_s = decode_internal("tick", event.value)["now_s"]
                     handler = isolated(referrer_due_handler, event)
                     await referrer_due.drain(event.message.partition, now_s, handler)
                 else:
@@ -455,7 +457,7 @@ def create_app(settings: Settings, worker_metrics: WorkerMetrics | None = None) 
 
     @app.timer(interval=float(conf.tick_interval_s), on_leader=True)
     async def send_ticks() -> None:
-        value = json.dumps({"now_s": now()}).encode()
+        value = tick_codec.encode({"now_s": now()})
         for partition in range(n):
             for ticks in (customer_ticks, referrer_ticks):
                 await ticks.send(key=b"tick", value=value, partition=partition, force=True)

@@ -75,7 +75,7 @@ LINK_TYPES = frozenset({"invoice_payment.paid", "invoice_payment.canceled"})
 CORRECTIONS = "refstream.corrections"  # customer side -> referrer side, key: referral code
 LINKS = topics.LINKS  # payment intent -> owner, events to re-key, probes; key: payment intent
 REROUTED = "refstream.rerouted"  # events re-keyed by their owner, key: customer key
-JSON_TOPICS = frozenset({CORRECTIONS, LINKS})
+INTERNAL_SCHEMAS = topics.INTERNAL_TOPIC_SCHEMAS  # their Avro schemas (schemas/*.avsc)
 
 
 # Kafka header that marks a rerouted record as a link probe's answer (JSON), not an event.
@@ -91,11 +91,31 @@ class Output:
     headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
-    def schema(self) -> str | None:
-        """The Avro schema of the value, or None for the worker's internal JSON records."""
-        if self.topic in JSON_TOPICS or self.headers:
-            return None
-        return "stripe_event" if self.topic == REROUTED else topics.TOPIC_SCHEMAS[self.topic]
+    def schema(self) -> str:
+        """The Avro schema of the value (internal topics have theirs too)."""
+        if self.topic == REROUTED:
+            return topics.LINK_PROBE_ANSWER_SCHEMA if self.headers else "stripe_event"
+        return INTERNAL_SCHEMAS.get(self.topic) or topics.TOPIC_SCHEMAS[self.topic]
+
+
+def decode_internal(schema: str, value: bytes) -> dict[str, Any]:
+    """An internal record: Avro, or JSON when it was written before the internal topics got
+    schemas (still in flight during an upgrade; an Avro value never starts with '{')."""
+    if value[:1] == b"{":
+        decoded: dict[str, Any] = json.loads(value)
+        return decoded
+    from refstream.avro_codec import AvroCodec
+
+    return AvroCodec.for_schema(schema).decode(value)
+
+
+def link_message(value: bytes) -> dict[str, Any]:
+    """A refstream.links record as the link core reads it: only the fields set, a parked
+    event as hex (the form the link table stores)."""
+    message = {k: v for k, v in decode_internal("payment_link", value).items() if v is not None}
+    if isinstance(message.get("event"), bytes):
+        message["event"] = message["event"].hex()
+    return message
 
 
 def probe_answer_output(probe: Mapping[str, Any]) -> Output:

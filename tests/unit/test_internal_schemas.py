@@ -1,6 +1,6 @@
-"""The worker's internal topics have schemas the codec carries: the records the worker
-builds today (JSON for now; the lead wires the codec into streams/) encode and decode
-unchanged."""
+"""The worker's internal topics have schemas: the records the worker builds encode and
+decode unchanged, and a JSON record written before the schemas (in flight during an
+upgrade) is still read."""
 
 from __future__ import annotations
 
@@ -45,3 +45,22 @@ def test_links_and_ticks_round_trip() -> None:
     assert codec.decode(codec.encode(answer.record)) == answer.record
     ticks = AvroCodec.for_schema("tick")
     assert ticks.decode(ticks.encode({"now_s": 1_750_000_000})) == {"now_s": 1_750_000_000}
+
+
+def test_the_worker_writes_internal_records_with_their_schemas() -> None:
+    assert worker_core.Output(worker_core.CORRECTIONS, "k", {}).schema == "correction"
+    assert worker_core.Output(worker_core.LINKS, "k", {}).schema == "payment_link"
+    probe = {"owner": "cus_1", "key_source": "customer", "state_key": "test:cus_1",
+             "charge_id": "ch_1"}  # fmt: skip
+    assert worker_core.probe_answer_output(probe).schema == LINK_PROBE_ANSWER_SCHEMA
+
+
+def test_links_records_read_the_same_from_avro_and_from_pre_schema_json() -> None:
+    links = AvroCodec.for_schema(INTERNAL_TOPIC_SCHEMAS[worker_core.LINKS])
+    parked = links.encode({"event": b"\xc3\x01envelope"})
+    assert worker_core.link_message(parked) == {"event": b"\xc3\x01envelope".hex()}
+    legacy = b'{"event": "c301"}'
+    assert worker_core.link_message(legacy) == {"event": "c301"}
+    owner = links.encode({"owner": "cus_1", "key_source": "customer"})
+    assert worker_core.link_message(owner) == {"owner": "cus_1", "key_source": "customer"}
+    assert worker_core.decode_internal("tick", b'{"now_s": 5}') == {"now_s": 5}
