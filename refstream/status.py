@@ -128,6 +128,42 @@ async def collect_status(settings: Settings) -> dict[str, Any]:
     return out
 
 
+async def group_lag(
+    bootstrap: str, group: str, topic_names: list[str]
+) -> dict[TopicPartition, int]:
+    """Records of each partition of `topic_names` the group has not committed yet (the
+    lag the worker and the sink export as refstream_consumer_lag)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await probe.start()
+    try:
+        partitions = [
+            TopicPartition(described["topic"], p["partition"])
+            for described in await admin.describe_topics(topic_names)
+            for p in described.get("partitions") or []
+        ]
+        if not partitions:
+            return {}
+        ends = await probe.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        lag = {}
+        for tp in partitions:
+            meta = committed.get(tp)
+            lag[tp] = ends[tp] - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+        return lag
+    finally:
+        await admin.close()
+        try:
+            await probe.stop()
+        except asyncio.CancelledError:
+            # aiokafka's consumer re-raises the cancellation of its own internal task on
+            # stop; only a cancellation of the caller must go on.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+
+
 async def _close(admin: AIOKafkaAdminClient, probe: AIOKafkaConsumer) -> None:
     for stop in (probe.stop, admin.close):
         try:

@@ -89,18 +89,24 @@ def reward_totals(referrers: dict[tuple, tuple[int, int, int]]) -> dict[tuple[st
     return totals
 
 
-async def worker_reward_minor(ports: list[int]) -> dict[tuple[str, str], int]:
-    """refstream_worker_reward_minor_total summed over the workers, per currency and mode."""
-    found: dict[tuple[str, str], int] = {}
+async def worker_samples(ports: list[int], name: str) -> list[Any]:
+    """Every sample named `name` on the workers' /metrics."""
+    found = []
     async with aiohttp.ClientSession() as session:
         for port in ports:
             async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
                 text = await response.text()
             for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.name == "refstream_worker_reward_minor_total":
-                        key = (sample.labels["currency"], sample.labels["mode"])
-                        found[key] = found.get(key, 0) + int(sample.value)
+                found += [sample for sample in family.samples if sample.name == name]
+    return found
+
+
+async def worker_reward_minor(ports: list[int]) -> dict[tuple[str, str], int]:
+    """refstream_worker_reward_minor_total summed over the workers, per currency and mode."""
+    found: dict[tuple[str, str], int] = {}
+    for sample in await worker_samples(ports, "refstream_worker_reward_minor_total"):
+        key = (sample.labels["currency"], sample.labels["mode"])
+        found[key] = found.get(key, 0) + int(sample.value)
     return found
 
 
@@ -212,6 +218,15 @@ async def test_simulated_stream_lands_exactly_in_clickhouse(
         emitted = await worker_reward_minor(pipeline.metrics_ports)
         for (currency, mode), total in reward_totals(want_referrers).items():
             assert emitted.get((currency, mode), 0) >= total, (currency, mode)
+
+        async def lag_exported() -> bool:
+            samples = await worker_samples(pipeline.metrics_ports, "refstream_consumer_lag")
+            events = kafka.topic(topics.STRIPE_EVENTS)
+            return {s.labels["partition"] for s in samples if s.labels["topic"] == events} == {
+                str(p) for p in range(kafka.events_partitions)
+            }
+
+        await wait_until(lag_exported, 60, 2, "the leader's lag gauges for stripe.events")
     finally:
         sink.stop()
         pipeline.stop()

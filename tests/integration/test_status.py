@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from refstream import topics
 from refstream.avro_codec import AvroCodec
 from refstream.settings import KafkaSettings, Secret, Settings, SinkSettings
-from refstream.status import collect_status, render
+from refstream.status import collect_status, group_lag, render
 from simulator.stripe_factory import BASIL, StripeFactory
 from streams.programs import parse_programs_toml
 from streams.worker_programs import apply_programs
@@ -91,3 +91,31 @@ async def test_status_of_an_unreachable_broker_says_so() -> None:
     status = await collect_status(settings)
     assert status["broker"]["reachable"] is False
     assert status["warnings"] == ["Kafka at 127.0.0.1:1 is not reachable"]
+
+
+async def test_group_lag_counts_what_a_group_has_not_committed(
+    kafka_settings: KafkaSettings,
+) -> None:
+    kafka = kafka_settings
+    topic = kafka.topic(topics.STRIPE_EVENTS)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for n in range(5):
+            await producer.send_and_wait(topic, b"x", key=b"k", partition=n % 2)
+    finally:
+        await producer.stop()
+    group = kafka.topic("lag-group")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        await consumer.commit({TopicPartition(topic, 0): 1})  # 3 records there, 1 read
+    finally:
+        await consumer.stop()
+    lag = await group_lag(kafka.bootstrap, group, [topic])
+    assert lag[TopicPartition(topic, 0)] == 2
+    assert lag[TopicPartition(topic, 1)] == 2  # nothing committed: all of it
+    assert set(lag) == {TopicPartition(topic, p) for p in range(kafka.events_partitions)}
