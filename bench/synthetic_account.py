@@ -120,8 +120,12 @@ def stripe_events(customers: int, months: int) -> Iterator[tuple[str, dict[str, 
             yield customer.key, _event(customer, f"evt_ch_{i}_{month}", "charge.succeeded", at,
                                        _charge(customer, month, 0))  # fmt: skip
             if customer.refunded(month):
-                yield customer.key, _event(customer, f"evt_rf_{i}_{month}", "charge.refunded",
-                                           at + 86_400, _charge(customer, month, amount // 2))  # fmt: skip
+                refund = _charge(customer, month, amount // 2)
+                event_id = f"evt_rf_{i}_{month}"
+                yield (
+                    customer.key,
+                    _event(customer, event_id, "charge.refunded", at + 86_400, refund),
+                )
 
 
 def attributions(customers: int) -> Iterator[tuple[str, dict[str, Any]]]:

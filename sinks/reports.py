@@ -150,9 +150,10 @@ _REPORTS = (
     Report(
         "top_referrers_net_reward",
         "referrers ranked by net reward (rewards minus clawbacks plus reinstatements)",
-        f"""SELECT referral_code, currency, {_MODE_ACCOUNT}, sum(rewards_minor) AS rewards_minor,
-                sum(clawbacks_minor) AS clawbacks_minor, sum(net_minor) AS net_minor
-            FROM referrer_daily
+        f"""SELECT referral_code, toString(currency) AS currency, {_MODE_ACCOUNT},
+                sum(rewards_minor) AS rewards_minor, sum(clawbacks_minor) AS clawbacks_minor,
+                rewards_minor + clawbacks_minor AS net_minor
+            FROM referrer_ledger_daily
             WHERE {_MODE} AND {_CURRENCY} AND {_DAYS}
             GROUP BY referral_code, currency, livemode, account
             HAVING rewards_minor != 0 OR clawbacks_minor != 0
@@ -189,9 +190,10 @@ _REPORTS = (
     Report(
         "referrer_rewards",
         "rewards, clawbacks and net per referrer and currency",
-        f"""SELECT referral_code, currency, {_MODE_ACCOUNT}, sum(rewards_minor) AS rewards_minor,
-                sum(clawbacks_minor) AS clawbacks_minor, sum(net_minor) AS net_minor
-            FROM referrer_daily
+        f"""SELECT referral_code, toString(currency) AS currency, {_MODE_ACCOUNT},
+                sum(rewards_minor) AS rewards_minor, sum(clawbacks_minor) AS clawbacks_minor,
+                rewards_minor + clawbacks_minor AS net_minor
+            FROM referrer_ledger_daily
             WHERE {_MODE} AND {_CURRENCY} AND {_CODE} AND {_DAYS}
             GROUP BY referral_code, currency, livemode, account
             HAVING rewards_minor != 0 OR clawbacks_minor != 0
@@ -301,11 +303,21 @@ _REPORTS = (
                 sum(rewards) + sum(clawbacks) AS net_minor,
                 sum(referred) AS referred_revenue_minor, sum(organic) AS organic_revenue_minor
             FROM (
-                SELECT toStartOfMonth(day) AS month, currency, livemode, {_MODE_ACCOUNT},
-                    rewards_minor AS rewards, clawbacks_minor AS clawbacks,
-                    referred_revenue_minor AS referred, toInt64(0) AS organic
-                FROM referrer_daily
+                SELECT toStartOfMonth(day) AS month, toString(currency) AS currency, livemode,
+                    {_MODE_ACCOUNT}, rewards_minor AS rewards, clawbacks_minor AS clawbacks,
+                    toInt64(0) AS referred, toInt64(0) AS organic
+                FROM referrer_ledger_daily
                 WHERE {_CODE} AND {_DAYS}
+                UNION ALL
+                SELECT toStartOfMonth(r.day), r.currency, r.livemode,
+                    if(a.account = '', if(r.livemode, 'live', 'test'),
+                       concat(if(r.livemode, 'live', 'test'), '@', a.account)),
+                    toInt64(0), toInt64(0), r.amount_minor, toInt64(0)
+                FROM revenue_entries AS r
+                INNER JOIN customer_referrers AS a
+                    ON r.customer_key = a.customer_key AND r.livemode = a.livemode
+                WHERE ({{referral_code:String}} = '' OR a.referral_code = {{referral_code:String}})
+                    AND r.day BETWEEN toDate({{since:String}}) AND toDate({{until:String}})
                 UNION ALL
                 SELECT toStartOfMonth(r.day), r.currency, r.livemode,
                     if(r.account = '', if(r.livemode, 'live', 'test'),

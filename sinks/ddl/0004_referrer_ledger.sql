@@ -1,0 +1,69 @@
+-- Referrer totals that stay fast at any history length and exact under re-emission.
+--
+-- A Summing/AggregatingMergeTree fed by a materialized view over the base tables double
+-- counts a record re-emitted in a later insert (docs/ANALYTICS.md, "Why views"). Here the
+-- sink counts each record once: before counting a window's rewards, clawbacks and payouts
+-- it looks their ids up in `ledger_counted` (a key-value table: point lookups stay fast at
+-- any size) and inserts only the ones not counted yet into `ledger_lines`. That one INSERT
+-- reaches both views below: the ids into `ledger_counted`, the amounts into
+-- `referrer_ledger_daily`. A window retried after a crash, with the same or with other
+-- boundaries, and a record re-emitted in any later window find their ids counted and add
+-- nothing. sinks/ledger.py has the protocol; sinks/service.py counts what an existing
+-- deployment stored before this version, at start.
+--
+-- Every engine and setting here is a ClickHouse server one (Null, EmbeddedRocksDB,
+-- SummingMergeTree, materialized views); nothing is specific to the embedded engine.
+
+CREATE TABLE IF NOT EXISTS ledger_counted
+(
+    record_key String,
+    counted_at DateTime('UTC') DEFAULT now()
+)
+ENGINE = EmbeddedRocksDB
+PRIMARY KEY record_key;
+
+-- One row per money line of a referrer: a reward (+), a clawback (-) or reinstatement
+-- (+, signed_amount_minor), a payout (+ payouts_minor). program_* is the reward's program
+-- ('' / 0 on corrections and payouts, which do not carry it).
+CREATE TABLE IF NOT EXISTS referrer_ledger_daily
+(
+    referral_code String,
+    currency LowCardinality(String),
+    livemode Bool,
+    account String,
+    day Date,
+    program_id String,
+    program_version Int32,
+    rewards UInt64,
+    rewards_minor Int64,
+    clawbacks_minor Int64,
+    payouts_minor Int64
+)
+ENGINE = SummingMergeTree
+ORDER BY (referral_code, currency, livemode, account, day, program_id, program_version);
+
+CREATE TABLE IF NOT EXISTS ledger_lines
+(
+    record_key String,
+    referral_code String,
+    currency LowCardinality(String),
+    livemode Bool,
+    account String,
+    day Date,
+    program_id String,
+    program_version Int32,
+    rewards UInt64,
+    rewards_minor Int64,
+    clawbacks_minor Int64,
+    payouts_minor Int64
+)
+ENGINE = Null;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ledger_lines_to_daily TO referrer_ledger_daily AS
+SELECT referral_code, currency, livemode, account, day, program_id, program_version,
+    rewards, rewards_minor, clawbacks_minor, payouts_minor
+FROM ledger_lines;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ledger_lines_to_counted TO ledger_counted AS
+SELECT record_key, now() AS counted_at
+FROM ledger_lines;
