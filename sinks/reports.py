@@ -133,6 +133,25 @@ _MODE_ACCOUNT = (
     "concat(if(livemode, 'live', 'test'), '@', account)) AS mode"
 )
 
+# The referrer ledger over since..until: whole months from the monthly table, the days of
+# partial months from the daily one (sinks/ddl/0004_referrer_ledger.sql). Columns:
+# referral_code, currency, livemode, account, month, rewards_minor, clawbacks_minor.
+_WHOLE_MONTH = (
+    "({m} >= toDate({{since:String}}) "
+    "AND addMonths({m}, 1) <= addDays(toDate({{until:String}}), 1))"
+)
+_LEDGER = f"""(
+    SELECT referral_code, toString(currency) AS currency, livemode, account, month,
+        rewards_minor, clawbacks_minor
+    FROM referrer_ledger_monthly
+    WHERE {_WHOLE_MONTH.format(m="month")}
+    UNION ALL
+    SELECT referral_code, toString(currency), livemode, account, toStartOfMonth(day),
+        rewards_minor, clawbacks_minor
+    FROM referrer_ledger_daily
+    WHERE {_DAYS} AND NOT {_WHOLE_MONTH.format(m="toStartOfMonth(day)")}
+)"""
+
 _REPORTS = (
     Report(
         "top_referrers_revenue",
@@ -153,8 +172,8 @@ _REPORTS = (
         f"""SELECT referral_code, toString(currency) AS currency, {_MODE_ACCOUNT},
                 sum(rewards_minor) AS rewards_minor, sum(clawbacks_minor) AS clawbacks_minor,
                 rewards_minor + clawbacks_minor AS net_minor
-            FROM referrer_ledger_daily
-            WHERE {_MODE} AND {_CURRENCY} AND {_DAYS}
+            FROM {_LEDGER}
+            WHERE {_MODE} AND {_CURRENCY}
             GROUP BY referral_code, currency, livemode, account
             HAVING rewards_minor != 0 OR clawbacks_minor != 0
             ORDER BY net_minor DESC, referral_code, currency, mode
@@ -193,8 +212,8 @@ _REPORTS = (
         f"""SELECT referral_code, toString(currency) AS currency, {_MODE_ACCOUNT},
                 sum(rewards_minor) AS rewards_minor, sum(clawbacks_minor) AS clawbacks_minor,
                 rewards_minor + clawbacks_minor AS net_minor
-            FROM referrer_ledger_daily
-            WHERE {_MODE} AND {_CURRENCY} AND {_CODE} AND {_DAYS}
+            FROM {_LEDGER}
+            WHERE {_MODE} AND {_CURRENCY} AND {_CODE}
             GROUP BY referral_code, currency, livemode, account
             HAVING rewards_minor != 0 OR clawbacks_minor != 0
             ORDER BY referral_code, currency, mode
@@ -303,11 +322,10 @@ _REPORTS = (
                 sum(rewards) + sum(clawbacks) AS net_minor,
                 sum(referred) AS referred_revenue_minor, sum(organic) AS organic_revenue_minor
             FROM (
-                SELECT toStartOfMonth(day) AS month, toString(currency) AS currency, livemode,
-                    {_MODE_ACCOUNT}, rewards_minor AS rewards, clawbacks_minor AS clawbacks,
-                    toInt64(0) AS referred, toInt64(0) AS organic
-                FROM referrer_ledger_daily
-                WHERE {_CODE} AND {_DAYS}
+                SELECT month, currency, livemode, {_MODE_ACCOUNT}, rewards_minor AS rewards,
+                    clawbacks_minor AS clawbacks, toInt64(0) AS referred, toInt64(0) AS organic
+                FROM {_LEDGER}
+                WHERE {_CODE}
                 UNION ALL
                 SELECT toStartOfMonth(r.day), r.currency, r.livemode,
                     if(a.account = '', if(r.livemode, 'live', 'test'),

@@ -6,7 +6,7 @@
 -- it looks their ids up in `ledger_counted` (a key-value table: point lookups stay fast at
 -- any size) and inserts only the ones not counted yet into `ledger_lines`. That one INSERT
 -- reaches both views below: the ids into `ledger_counted`, the amounts into
--- `referrer_ledger_daily`. A window retried after a crash, with the same or with other
+-- `referrer_ledger_daily` and `_monthly`. A window retried after a crash, with the same or with other
 -- boundaries, and a record re-emitted in any later window find their ids counted and add
 -- nothing. sinks/ledger.py has the protocol; sinks/service.py counts what an existing
 -- deployment stored before this version, at start.
@@ -42,6 +42,26 @@ CREATE TABLE IF NOT EXISTS referrer_ledger_daily
 ENGINE = SummingMergeTree
 ORDER BY (referral_code, currency, livemode, account, day, program_id, program_version);
 
+-- The same per month: a report over whole months reads one row per referrer and month,
+-- so its cost grows with months of history, not with records (the days of the partial
+-- months at the ends of a range come from the daily table).
+CREATE TABLE IF NOT EXISTS referrer_ledger_monthly
+(
+    referral_code String,
+    currency LowCardinality(String),
+    livemode Bool,
+    account String,
+    month Date,
+    program_id String,
+    program_version Int32,
+    rewards UInt64,
+    rewards_minor Int64,
+    clawbacks_minor Int64,
+    payouts_minor Int64
+)
+ENGINE = SummingMergeTree
+ORDER BY (referral_code, currency, livemode, account, month, program_id, program_version);
+
 CREATE TABLE IF NOT EXISTS ledger_lines
 (
     record_key String,
@@ -62,6 +82,11 @@ ENGINE = Null;
 CREATE MATERIALIZED VIEW IF NOT EXISTS ledger_lines_to_daily TO referrer_ledger_daily AS
 SELECT referral_code, currency, livemode, account, day, program_id, program_version,
     rewards, rewards_minor, clawbacks_minor, payouts_minor
+FROM ledger_lines;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ledger_lines_to_monthly TO referrer_ledger_monthly AS
+SELECT referral_code, currency, livemode, account, toStartOfMonth(day) AS month, program_id,
+    program_version, rewards, rewards_minor, clawbacks_minor, payouts_minor
 FROM ledger_lines;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ledger_lines_to_counted TO ledger_counted AS

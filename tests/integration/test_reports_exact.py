@@ -5,6 +5,7 @@ re-emitted in later windows, and data stored before the ledger existed (backfill
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +139,28 @@ def test_an_existing_deployment_is_counted_once_at_start(client: Client) -> None
     ledger.backfill(client)  # a second start counts nothing again
     write(client, records, 0, 30)  # nor does the stream read once more
     assert_exact(client)
+
+
+def test_any_day_range_sums_whole_months_and_the_days_at_its_ends(client: Client) -> None:
+    write(client, stream(4), 0, 50)
+    rng = random.Random(4)
+    first = dt.datetime.fromtimestamp(scenario.D1, dt.UTC).date()
+    ranges = [(first, first + dt.timedelta(days=160))]  # everything: whole months only
+    for month in (3, 4, 5):  # a day short of a whole month, at either end
+        start, end = dt.date(2026, month, 1), dt.date(2026, month + 1, 1) - dt.timedelta(days=1)
+        ranges += [(start, end - dt.timedelta(days=1)), (start + dt.timedelta(days=1), end)]
+    for _ in range(6):
+        since = first + dt.timedelta(days=rng.randrange(0, 120))
+        ranges.append((since, since + dt.timedelta(days=rng.randrange(0, 90))))
+    for since, until in ranges:
+        params = {**LIMITS, "since": since.isoformat(), "until": until.isoformat()}
+        expected = client.query(
+            "SELECT referral_code, currency, if(account = '', if(livemode, 'live', 'test'), "
+            "concat(if(livemode, 'live', 'test'), '@', account)) AS mode, "
+            "sum(rewards_minor) AS r, sum(clawbacks_minor) AS c, sum(net_minor) "
+            "FROM referrer_daily WHERE day BETWEEN {since:Date} AND {until:Date} "
+            "GROUP BY referral_code, currency, livemode, account HAVING r != 0 OR c != 0 "
+            "ORDER BY referral_code, currency, mode",
+            parameters={"since": since, "until": until},
+        ).result_rows
+        assert run_report(client, "referrer_rewards", params).rows == [list(r) for r in expected]
