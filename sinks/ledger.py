@@ -36,8 +36,9 @@ from sinks import clawbacks, payouts, rewards
 from sinks.rows import Row, TableSpec
 
 LINE_COLUMNS = (
-    "record_key", "referral_code", "currency", "livemode", "account", "day", "program_id",
-    "program_version", "rewards", "rewards_minor", "clawbacks_minor", "payouts_minor",
+    "record_key", "at", "kind", "reward_id", "referral_code", "currency", "livemode",
+    "account", "day", "program_id", "program_version", "rewards", "rewards_minor",
+    "clawbacks_minor", "payouts_minor",
 )  # fmt: skip
 # Ids per lookup query: bounds the query's size (a window holds up to 20,000 rows).
 _LOOKUP_CHUNK = 5_000
@@ -47,21 +48,28 @@ def _day(seconds: int) -> dt.date:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).date()
 
 
+def _at(seconds: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
 def _reward_line(r: dict[str, Any]) -> tuple[Any, ...]:
-    return (f"reward:{r['reward_id']}", r["referral_code"], r["currency"], r["livemode"],
+    return (f"reward:{r['reward_id']}", _at(r["paid_at"]), "reward", r["reward_id"],
+            r["referral_code"], r["currency"], r["livemode"],
             r["account"], _day(r["paid_at"]), r["program_id"], r["program_version"], 1,
             r["reward_amount_minor"], 0, 0)  # fmt: skip
 
 
 def _clawback_line(r: dict[str, Any]) -> tuple[Any, ...]:
     day, amount = _day(r["occurred_at"]), r["signed_amount_minor"]
-    return (f"clawback:{r['clawback_id']}", r["referral_code"], r["currency"], r["livemode"],
+    return (f"clawback:{r['clawback_id']}", _at(r["occurred_at"]), r["kind"], r["reward_id"],
+            r["referral_code"], r["currency"], r["livemode"],
             r["account"], day, "", 0, 0, 0, amount, 0)  # fmt: skip
 
 
 def _payout_line(r: dict[str, Any]) -> tuple[Any, ...]:
-    return (f"payout:{r['payout_id']}", r["referral_code"], r["currency"], r["livemode"], "",
-            _day(r["paid_at"]), "", 0, 0, 0, 0, r["amount_minor"])  # fmt: skip
+    return (f"payout:{r['payout_id']}", _at(r["paid_at"]), "payout", "", r["referral_code"],
+            r["currency"], r["livemode"], "", _day(r["paid_at"]), "", 0, 0, 0, 0,
+            r["amount_minor"])  # fmt: skip
 
 
 _LINES: dict[str, tuple[TableSpec, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {
@@ -117,17 +125,20 @@ def count(client: Client, table: str, rows: Iterable[Row]) -> int:
 # mapping as above, in SQL), minus what is counted already: idempotent, run at start.
 _BACKFILL = (
     """INSERT INTO ledger_lines
-    SELECT concat('reward:', reward_id), referral_code, currency, livemode, account,
+    SELECT concat('reward:', reward_id), paid_at, 'reward', reward_id,
+        referral_code, currency, livemode, account,
         toDate(paid_at), program_id, program_version, 1, reward_amount_minor, 0, 0
     FROM rewards FINAL
     WHERE concat('reward:', reward_id) NOT IN (SELECT record_key FROM ledger_counted)""",
     """INSERT INTO ledger_lines
-    SELECT concat('clawback:', clawback_id), referral_code, currency, livemode, account,
+    SELECT concat('clawback:', clawback_id), occurred_at, kind, reward_id,
+        referral_code, currency, livemode, account,
         toDate(occurred_at), '', 0, 0, 0, signed_amount_minor, 0
     FROM clawbacks FINAL
     WHERE concat('clawback:', clawback_id) NOT IN (SELECT record_key FROM ledger_counted)""",
     """INSERT INTO ledger_lines
-    SELECT concat('payout:', payout_id), referral_code, currency, livemode, '',
+    SELECT concat('payout:', payout_id), paid_at, 'payout', '',
+        referral_code, currency, livemode, '',
         toDate(paid_at), '', 0, 0, 0, 0, amount_minor
     FROM payouts FINAL
     WHERE concat('payout:', payout_id) NOT IN (SELECT record_key FROM ledger_counted)""",

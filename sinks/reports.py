@@ -290,21 +290,10 @@ _REPORTS = (
                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
                         AS running_balance_minor
                 FROM (
-                    SELECT paid_at AS at, 'reward' AS kind, 0 AS kind_order,
-                        reward_id AS record_id, reward_id, toString(currency) AS currency,
-                        livemode, {_MODE_ACCOUNT}, reward_amount_minor AS amount_minor
-                    FROM rewards FINAL
-                    WHERE referral_code = {{referral_code:String}}
-                    UNION ALL
-                    SELECT occurred_at, toString(kind), if(kind = 'reinstatement', 1, 2),
-                        clawback_id, reward_id, toString(currency), livemode, {_MODE_ACCOUNT},
-                        signed_amount_minor
-                    FROM clawbacks FINAL
-                    WHERE referral_code = {{referral_code:String}}
-                    UNION ALL
-                    SELECT paid_at, 'payout', 3, payout_id, '', toString(currency), livemode,
-                        if(livemode, 'live', 'test'), -amount_minor
-                    FROM payouts FINAL
+                    SELECT at, toString(kind) AS kind, kind_order, record_id, reward_id,
+                        toString(currency) AS currency, livemode, {_MODE_ACCOUNT},
+                        amount_minor
+                    FROM referrer_statement_lines
                     WHERE referral_code = {{referral_code:String}}
                 )
                 WHERE {_MODE_OR_ACCOUNT} AND {_CURRENCY}

@@ -62,9 +62,31 @@ CREATE TABLE IF NOT EXISTS referrer_ledger_monthly
 ENGINE = SummingMergeTree
 ORDER BY (referral_code, currency, livemode, account, month, program_id, program_version);
 
+-- Every counted line of a referrer, in statement order: the `referrer_statement` report
+-- reads one referrer's lines by primary key. Each record id reaches it once (the sink
+-- counts ids once), so it needs neither a Replacing engine nor FINAL.
+CREATE TABLE IF NOT EXISTS referrer_statement_lines
+(
+    referral_code String,
+    at DateTime('UTC'),
+    kind_order UInt8,
+    kind LowCardinality(String),
+    record_id String,
+    reward_id String,
+    currency LowCardinality(String),
+    livemode Bool,
+    account String,
+    amount_minor Int64
+)
+ENGINE = MergeTree
+ORDER BY (referral_code, at, kind_order, record_id);
+
 CREATE TABLE IF NOT EXISTS ledger_lines
 (
     record_key String,
+    at DateTime('UTC'),
+    kind LowCardinality(String),
+    reward_id String,
     referral_code String,
     currency LowCardinality(String),
     livemode Bool,
@@ -87,6 +109,14 @@ FROM ledger_lines;
 CREATE MATERIALIZED VIEW IF NOT EXISTS ledger_lines_to_monthly TO referrer_ledger_monthly AS
 SELECT referral_code, currency, livemode, account, toStartOfMonth(day) AS month, program_id,
     program_version, rewards, rewards_minor, clawbacks_minor, payouts_minor
+FROM ledger_lines;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ledger_lines_to_statement TO referrer_statement_lines AS
+SELECT referral_code, at,
+    toUInt8(multiIf(kind = 'reward', 0, kind = 'reinstatement', 1, kind = 'clawback', 2, 3))
+        AS kind_order,
+    kind, substring(record_key, position(record_key, ':') + 1) AS record_id, reward_id,
+    currency, livemode, account, rewards_minor + clawbacks_minor - payouts_minor AS amount_minor
 FROM ledger_lines;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ledger_lines_to_counted TO ledger_counted AS

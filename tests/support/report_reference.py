@@ -29,6 +29,25 @@ REFERENCE = {
         ORDER BY month, currency, mode""",
 }
 LIMITS = {"limit": "10000"}
+# The statement over the base tables read with FINAL.
+STATEMENT = f"""SELECT toString(at), kind, record_id, reward_id, currency, mode, amount_minor,
+        sum(amount_minor) OVER (PARTITION BY currency, mode ORDER BY at, kind_order, record_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    FROM (
+        SELECT paid_at AS at, 'reward' AS kind, 0 AS kind_order, reward_id AS record_id,
+            reward_id, toString(currency) AS currency, {_MODE} AS mode,
+            reward_amount_minor AS amount_minor
+        FROM rewards FINAL WHERE referral_code = {{code:String}}
+        UNION ALL
+        SELECT occurred_at, toString(kind), if(kind = 'reinstatement', 1, 2), clawback_id,
+            reward_id, toString(currency), {_MODE}, signed_amount_minor
+        FROM clawbacks FINAL WHERE referral_code = {{code:String}}
+        UNION ALL
+        SELECT paid_at, 'payout', 3, payout_id, '', toString(currency),
+            if(livemode, 'live', 'test'), -amount_minor
+        FROM payouts FINAL WHERE referral_code = {{code:String}}
+    )
+    ORDER BY at, kind_order, record_id, currency, mode"""
 
 
 def fast(client: Client, name: str) -> list[list[Any]]:
@@ -45,3 +64,8 @@ def reference(client: Client, name: str) -> list[list[Any]]:
 def assert_exact(client: Client) -> None:
     for name in REFERENCE:
         assert fast(client, name) == reference(client, name), name
+    codes = client.query("SELECT DISTINCT referral_code FROM rewards").result_rows
+    for (code,) in codes:
+        expected = client.query(STATEMENT, parameters={"code": code}).result_rows
+        params = {"referral_code": code, "limit": "10000"}
+        assert run_report(client, "referrer_statement", params).rows == [list(r) for r in expected]
