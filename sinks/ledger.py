@@ -7,9 +7,9 @@ Protocol, per window of the rewards, clawbacks or payouts topic (sinks/consumer.
    repeated id in the window).
 2. Look the ids up in `ledger_counted` (EmbeddedRocksDB: a point lookup per id, as fast
    at 25 million counted records as at 25 thousand).
-3. Insert the lines whose id is not there into `ledger_lines` in one INSERT; its two
-   materialized views add the amounts to `referrer_ledger_daily` and the ids to
-   `ledger_counted`.
+3. Insert the lines whose id is not there into `ledger_lines` in one INSERT; its
+   materialized views add the amounts to `referrer_ledger_daily` and `_monthly`, the lines
+   to `referrer_statement_lines` and the ids to `ledger_counted`.
 
 Why this is exact: an id is counted only when `ledger_counted` lacks it, and the INSERT
 that counts it also records it. A window read again after a crash (before or after step

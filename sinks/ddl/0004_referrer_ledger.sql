@@ -5,9 +5,9 @@
 -- sink counts each record once: before counting a window's rewards, clawbacks and payouts
 -- it looks their ids up in `ledger_counted` (a key-value table: point lookups stay fast at
 -- any size) and inserts only the ones not counted yet into `ledger_lines`. That one INSERT
--- reaches both views below: the ids into `ledger_counted`, the amounts into
--- `referrer_ledger_daily` and `_monthly`. A window retried after a crash, with the same or with other
--- boundaries, and a record re-emitted in any later window find their ids counted and add
+-- reaches every view below: the ids into `ledger_counted`, the amounts into the daily and
+-- monthly totals, the lines into the statement table. A window retried after a crash,
+-- with the same or with other boundaries, and a record re-emitted in any later window find their ids counted and add
 -- nothing. sinks/ledger.py has the protocol; sinks/service.py counts what an existing
 -- deployment stored before this version, at start.
 --
