@@ -26,7 +26,6 @@ a base table refused are not counted (they are dead letters; a replay counts the
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -37,45 +36,47 @@ from sinks.rows import Row, TableSpec
 
 LINE_COLUMNS = (
     "record_key", "at", "kind", "reward_id", "referral_code", "currency", "livemode",
-    "account", "day", "program_id", "program_version", "rewards", "rewards_minor",
+    "account", "program_id", "program_version", "rewards", "rewards_minor",
     "clawbacks_minor", "payouts_minor",
 )  # fmt: skip
 # Ids per lookup query: bounds the query's size (a window holds up to 20,000 rows).
-_LOOKUP_CHUNK = 5_000
+_LOOKUP_CHUNK = 20_000
 
 
-def _day(seconds: int) -> dt.date:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).date()
+# Positions in the table rows (sinks/rewards.py and friends) of what a line needs; DateTime
+# values go to ClickHouse as the unix seconds the rows hold, so a line is only a tuple.
+def _positions(spec: TableSpec, *names: str) -> tuple[int, ...]:
+    return tuple(spec.columns.index(name) for name in names)
 
 
-def _at(seconds: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+_R = _positions(rewards.SPEC, "reward_id", "paid_at", "referral_code", "currency", "livemode",
+                "account", "program_id", "program_version", "reward_amount_minor")  # fmt: skip
+_C = _positions(clawbacks.SPEC, "clawback_id", "occurred_at", "kind", "reward_id",
+                "referral_code", "currency", "livemode", "account",
+                "signed_amount_minor")  # fmt: skip
+_P = _positions(payouts.SPEC, "payout_id", "paid_at", "referral_code", "currency", "livemode",
+                "amount_minor")  # fmt: skip
 
 
-def _reward_line(r: dict[str, Any]) -> tuple[Any, ...]:
-    return (f"reward:{r['reward_id']}", _at(r["paid_at"]), "reward", r["reward_id"],
-            r["referral_code"], r["currency"], r["livemode"],
-            r["account"], _day(r["paid_at"]), r["program_id"], r["program_version"], 1,
-            r["reward_amount_minor"], 0, 0)  # fmt: skip
+def _reward_line(r: Row) -> tuple[Any, ...]:
+    return ("reward:" + r[_R[0]], r[_R[1]], "reward", r[_R[0]], r[_R[2]], r[_R[3]], r[_R[4]],
+            r[_R[5]], r[_R[6]], r[_R[7]], 1, r[_R[8]], 0, 0)  # fmt: skip
 
 
-def _clawback_line(r: dict[str, Any]) -> tuple[Any, ...]:
-    day, amount = _day(r["occurred_at"]), r["signed_amount_minor"]
-    return (f"clawback:{r['clawback_id']}", _at(r["occurred_at"]), r["kind"], r["reward_id"],
-            r["referral_code"], r["currency"], r["livemode"],
-            r["account"], day, "", 0, 0, 0, amount, 0)  # fmt: skip
+def _clawback_line(r: Row) -> tuple[Any, ...]:
+    return ("clawback:" + r[_C[0]], r[_C[1]], r[_C[2]], r[_C[3]], r[_C[4]], r[_C[5]], r[_C[6]],
+            r[_C[7]], "", 0, 0, 0, r[_C[8]], 0)  # fmt: skip
 
 
-def _payout_line(r: dict[str, Any]) -> tuple[Any, ...]:
-    return (f"payout:{r['payout_id']}", _at(r["paid_at"]), "payout", "", r["referral_code"],
-            r["currency"], r["livemode"], "", _day(r["paid_at"]), "", 0, 0, 0, 0,
-            r["amount_minor"])  # fmt: skip
+def _payout_line(r: Row) -> tuple[Any, ...]:
+    return ("payout:" + r[_P[0]], r[_P[1]], "payout", "", r[_P[2]], r[_P[3]], r[_P[4]], "",
+            "", 0, 0, 0, 0, r[_P[5]])  # fmt: skip
 
 
-_LINES: dict[str, tuple[TableSpec, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {
-    rewards.SPEC.table: (rewards.SPEC, _reward_line),
-    clawbacks.SPEC.table: (clawbacks.SPEC, _clawback_line),
-    payouts.SPEC.table: (payouts.SPEC, _payout_line),
+_LINES: dict[str, Callable[[Row], tuple[Any, ...]]] = {
+    rewards.SPEC.table: _reward_line,
+    clawbacks.SPEC.table: _clawback_line,
+    payouts.SPEC.table: _payout_line,
 }
 
 
@@ -86,11 +87,11 @@ def counts_table(table: str) -> bool:
 
 def lines(table: str, rows: Iterable[Row]) -> list[tuple[Any, ...]]:
     """Step 1: one ledger line per record id of `rows` (a row tuple of `table`'s spec)."""
-    spec, line = _LINES[table]
+    line = _LINES[table]
     seen: set[str] = set()
     out = []
     for row in rows:
-        item = line(dict(zip(spec.columns, row, strict=True)))
+        item = line(row)
         if item[0] not in seen:
             seen.add(item[0])
             out.append(item)
@@ -126,20 +127,18 @@ def count(client: Client, table: str, rows: Iterable[Row]) -> int:
 _BACKFILL = (
     """INSERT INTO ledger_lines
     SELECT concat('reward:', reward_id), paid_at, 'reward', reward_id,
-        referral_code, currency, livemode, account,
-        toDate(paid_at), program_id, program_version, 1, reward_amount_minor, 0, 0
+        referral_code, currency, livemode, account, program_id, program_version, 1,
+        reward_amount_minor, 0, 0
     FROM rewards FINAL
     WHERE concat('reward:', reward_id) NOT IN (SELECT record_key FROM ledger_counted)""",
     """INSERT INTO ledger_lines
     SELECT concat('clawback:', clawback_id), occurred_at, kind, reward_id,
-        referral_code, currency, livemode, account,
-        toDate(occurred_at), '', 0, 0, 0, signed_amount_minor, 0
+        referral_code, currency, livemode, account, '', 0, 0, 0, signed_amount_minor, 0
     FROM clawbacks FINAL
     WHERE concat('clawback:', clawback_id) NOT IN (SELECT record_key FROM ledger_counted)""",
     """INSERT INTO ledger_lines
     SELECT concat('payout:', payout_id), paid_at, 'payout', '',
-        referral_code, currency, livemode, '',
-        toDate(paid_at), '', 0, 0, 0, 0, amount_minor
+        referral_code, currency, livemode, '', '', 0, 0, 0, 0, amount_minor
     FROM payouts FINAL
     WHERE concat('payout:', payout_id) NOT IN (SELECT record_key FROM ledger_counted)""",
 )

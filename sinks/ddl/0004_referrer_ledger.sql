@@ -91,7 +91,6 @@ CREATE TABLE IF NOT EXISTS ledger_lines
     currency LowCardinality(String),
     livemode Bool,
     account String,
-    day Date,
     program_id String,
     program_version Int32,
     rewards UInt64,
@@ -102,12 +101,12 @@ CREATE TABLE IF NOT EXISTS ledger_lines
 ENGINE = Null;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ledger_lines_to_daily TO referrer_ledger_daily AS
-SELECT referral_code, currency, livemode, account, day, program_id, program_version,
-    rewards, rewards_minor, clawbacks_minor, payouts_minor
+SELECT referral_code, currency, livemode, account, toDate(at) AS day, program_id,
+    program_version, rewards, rewards_minor, clawbacks_minor, payouts_minor
 FROM ledger_lines;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ledger_lines_to_monthly TO referrer_ledger_monthly AS
-SELECT referral_code, currency, livemode, account, toStartOfMonth(day) AS month, program_id,
+SELECT referral_code, currency, livemode, account, toStartOfMonth(at) AS month, program_id,
     program_version, rewards, rewards_minor, clawbacks_minor, payouts_minor
 FROM ledger_lines;
 
