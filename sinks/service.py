@@ -52,7 +52,7 @@ async def serve(settings: Settings, stop: asyncio.Event, *, query_api: bool = Tr
     runner: web.AppRunner | None = None
     try:
         applied = await asyncio.to_thread(apply_migrations, client)
-        # Records stored before the referrer ledger existed (or by a writer without it).
+        # Records stored before the referrer ledger existed (once per database).
         await asyncio.to_thread(ledger.backfill, client)
         log.info("sink_starting", extra={"clickhouse": sink.clickhouse_target,
                                          "migrations_applied": applied})  # fmt: skip
