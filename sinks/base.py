@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from clickhouse_connect.driver import exceptions as ch_errors
 from clickhouse_connect.driver.client import Client
 
-from sinks import ledger
 from sinks.dead_letters_bisect import Refusal, insert_isolating
 from sinks.rows import Row, TableSpec
 
@@ -239,23 +238,7 @@ class ClickHouseSink(BatchingSink):
         self.client = client
 
     def write(self, batch: Batch, window: Window) -> list[Refusal]:
-        refusals = self._write_table(batch, window)
-        if ledger.counts_table(self.spec.table):
-            # After the table: a crash in between re-reads the window, and the ledger
-            # counts each record id once whatever the window (sinks/ledger.py).
-            refused = {refusal.index for refusal in refusals}
-            accepted = [row for i, row in enumerate(batch.rows) if i not in refused]
-            self._count(accepted, window)
-        return refusals
-
-    def _count(self, rows: Sequence[Row], window: Window) -> None:
-        try:
-            ledger.count(self.client, self.spec.table, rows)
-        except Exception as exc:  # network, server and engine errors of assorted types
-            where = f"ledger count of {self.spec.table} ({window.dedup_token})"
-            if insert_outcome(exc) is Outcome.BUG:
-                raise SinkBugError(f"{where} failed unexpectedly: {first_line(exc)}") from exc
-            raise SinkWriteError(f"{where} failed: {first_line(exc)}") from exc
+        return self._write_table(batch, window)
 
     def _write_table(self, batch: Batch, window: Window) -> list[Refusal]:
         token = window.dedup_token

@@ -17,6 +17,7 @@ from clickhouse_connect.driver.client import Client
 from sinks import ledger
 from sinks.base import ClickHouseSink, SourceRecord, Window
 from sinks.clawbacks import SPEC as CLAWBACKS
+from sinks.ledger_sink import table_sink
 from sinks.payouts import SPEC as PAYOUTS
 from sinks.reports import run_report
 from sinks.rewards import SPEC as REWARDS
@@ -87,7 +88,7 @@ def write(client: Client, records: list[tuple[TableSpec, dict[str, Any]]], first
             by_table.setdefault(spec.table, []).append((offset, spec, record))
         for table, items in by_table.items():
             spec = items[0][1]
-            sink = sinks.setdefault(table, ClickHouseSink(spec, client))
+            sink = sinks.setdefault(table, table_sink(spec, client))
             for offset, _, record in items:
                 sink.add(spec.to_row(record), spec.topic, 0, SourceRecord(offset, None, b"", 0))
             window = Window(spec.topic, 0, items[0][0], items[-1][0])
