@@ -1,7 +1,7 @@
 """Referrer totals counted once per record: the sink's side of `referrer_ledger_daily`.
 
-Protocol, per window of the rewards, clawbacks or payouts topic (sinks/consumer.py calls
-`count` after the window's base-table insert, before the offset commit):
+Protocol, per window of the rewards, clawbacks or payouts topic (sinks/ledger_sink.py
+calls `count` after the window's base-table insert, before the offset commit):
 
 1. Turn the window's accepted rows into ledger lines, one per record id (the first of a
    repeated id in the window).
@@ -15,13 +15,14 @@ Why this is exact: an id is counted only when `ledger_counted` lacks it, and the
 that counts it also records it. A window read again after a crash (before or after step
 3, with the same or with other boundaries) and a record re-emitted in any later window
 find their ids recorded and add nothing; a crash before step 3 left nothing to undo. The
-reports sum `referrer_ledger_daily`, a table of referrer x day rows whose size does not
-depend on how many records were counted, and need no FINAL.
+reports sum the monthly and daily tables, whose size depends on referrers and months or
+days, not on how many records were counted, and need no FINAL.
 
 Limits, written down: the lookup-then-insert is not atomic across writers, so one sink
 process writes a database's ledger (the embedded engine allows one process anyway; with a
-server, run one sink consumer group member per database, or partition by referrer). Rows
-a base table refused are not counted (they are dead letters; a replay counts them).
+server, run one sink process per database: during a rebalance an old and a new owner of
+a partition could both count its window). Rows a base table refused are not counted
+(they are dead letters; a replay counts them).
 """
 
 from __future__ import annotations
