@@ -238,6 +238,9 @@ class ClickHouseSink(BatchingSink):
         self.client = client
 
     def write(self, batch: Batch, window: Window) -> list[Refusal]:
+        return self._write_table(batch, window)
+
+    def _write_table(self, batch: Batch, window: Window) -> list[Refusal]:
         token = window.dedup_token
         offsets = [s.offset if s is not None else None for s in batch.sources]
         if any(offset is None for offset in offsets):

@@ -71,6 +71,7 @@ from sinks.base import (
     SourceRecord,
     Window,
 )
+from sinks.ledger_sink import table_sink
 from sinks.rows import RowError, TableSpec
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class SinkConsumer:
             topic = kafka.topic(spec.topic)
             self._codecs[topic] = AvroCodec.for_schema(spec.schema)
             self._sinks[topic] = (
-                self._dead if spec is dead_letters.SPEC else ClickHouseSink(spec, client)
+                self._dead if spec is dead_letters.SPEC else table_sink(spec, client)
             )
         self._windows: dict[TopicPartition, _OpenWindow] = {}
         self._paused: dict[TopicPartition, _Paused] = {}

@@ -88,7 +88,10 @@ def build_app(run: RunReport, token: Secret | None = None) -> web.Application:
             {
                 "name": report.name,
                 "description": report.description,
-                "params": {p.name: {"help": p.help, "default": p.default} for p in report.params},
+                "params": {
+                    p.name: {"help": p.help, "default": p.default, "required": p.required}
+                    for p in report.params
+                },
             }
             for report in REPORTS.values()
         ]

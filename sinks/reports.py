@@ -35,6 +35,7 @@ class Param:
     help: str
     default: Any
     parse: Callable[[str], Any]
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,12 @@ def _mode(raw: str) -> str:
     return raw
 
 
+def _mode_or_account(raw: str) -> str:
+    if raw in ("live", "test", "all") or re.fullmatch(r"(live|test)@acct_[A-Za-z0-9]{1,100}", raw):
+        return raw
+    raise ValueError("must be live, test, all, or live@acct_... / test@acct_...")
+
+
 def _currency(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z]{3}", raw):
         raise ValueError("must be a 3-letter ISO 4217 code")
@@ -100,6 +107,12 @@ CURRENCY = Param("currency", "ISO currency, e.g. usd (default: all)", "", _curre
 CODE = Param("referral_code", "one referrer's code (default: all)", "", _code)
 SINCE = Param("since", "first day included, YYYY-MM-DD", "1970-01-01", _date)
 UNTIL = Param("until", "last day included, YYYY-MM-DD", "2105-12-31", _date)
+MODE_ACCOUNT = Param(
+    "mode", "live, test, all, or one Connect account: test@acct_...", "all", _mode_or_account
+)
+CODE_REQUIRED = Param("referral_code", "the referrer's code (required)", None, _code, True)
+STATEMENT_LIMIT = Param("limit", "lines to return, earliest first (1-10000)", 10_000, _limit)
+MONTHS_LIMIT = Param("limit", "rows to return, earliest month first (1-10000)", 120, _limit)
 ATTRIBUTION = Param("attribution", "referred, organic, unattributed or all", "all", _attribution)
 
 # Filters shared by the reports; every one is a no-op at its default.
@@ -107,12 +120,37 @@ _MODE = "({mode:String} = 'all' OR livemode = ({mode:String} = 'live'))"
 _CURRENCY = "({currency:String} = '' OR currency = {currency:String})"
 _CODE = "({referral_code:String} = '' OR referral_code = {referral_code:String})"
 _DAYS = "day BETWEEN toDate({since:String}) AND toDate({until:String})"
+# For reports whose mode parameter may name one Connect account ("test@acct_..."); `mode`
+# is the row's rendered mode (_MODE_ACCOUNT).
+_MODE_OR_ACCOUNT = (
+    "({mode:String} = 'all' OR mode = {mode:String} "
+    "OR (position({mode:String}, '@') = 0 AND livemode = ({mode:String} = 'live')))"
+)
 _MODE_NAME = "if(livemode, 'live', 'test') AS mode"
 # Per Connect account too: "test@acct_..." like the record ids ('' = the platform's own).
 _MODE_ACCOUNT = (
     "if(account = '', if(livemode, 'live', 'test'), "
     "concat(if(livemode, 'live', 'test'), '@', account)) AS mode"
 )
+
+# The referrer ledger over since..until: whole months from the monthly table, the days of
+# partial months from the daily one (sinks/ddl/0004_referrer_ledger.sql). Columns:
+# referral_code, currency, livemode, account, month, rewards_minor, clawbacks_minor.
+_WHOLE_MONTH = (
+    "({m} >= toDate({{since:String}}) "
+    "AND addMonths({m}, 1) <= addDays(toDate({{until:String}}), 1))"
+)
+_LEDGER = f"""(
+    SELECT referral_code, toString(currency) AS currency, livemode, account, month,
+        rewards_minor, clawbacks_minor
+    FROM referrer_ledger_monthly
+    WHERE {_WHOLE_MONTH.format(m="month")}
+    UNION ALL
+    SELECT referral_code, toString(currency), livemode, account, toStartOfMonth(day),
+        rewards_minor, clawbacks_minor
+    FROM referrer_ledger_daily
+    WHERE {_DAYS} AND NOT {_WHOLE_MONTH.format(m="toStartOfMonth(day)")}
+)"""
 
 _REPORTS = (
     Report(
@@ -131,10 +169,11 @@ _REPORTS = (
     Report(
         "top_referrers_net_reward",
         "referrers ranked by net reward (rewards minus clawbacks plus reinstatements)",
-        f"""SELECT referral_code, currency, {_MODE_ACCOUNT}, sum(rewards_minor) AS rewards_minor,
-                sum(clawbacks_minor) AS clawbacks_minor, sum(net_minor) AS net_minor
-            FROM referrer_daily
-            WHERE {_MODE} AND {_CURRENCY} AND {_DAYS}
+        f"""SELECT referral_code, toString(currency) AS currency, {_MODE_ACCOUNT},
+                sum(rewards_minor) AS rewards_minor, sum(clawbacks_minor) AS clawbacks_minor,
+                rewards_minor + clawbacks_minor AS net_minor
+            FROM {_LEDGER}
+            WHERE {_MODE} AND {_CURRENCY}
             GROUP BY referral_code, currency, livemode, account
             HAVING rewards_minor != 0 OR clawbacks_minor != 0
             ORDER BY net_minor DESC, referral_code, currency, mode
@@ -170,10 +209,11 @@ _REPORTS = (
     Report(
         "referrer_rewards",
         "rewards, clawbacks and net per referrer and currency",
-        f"""SELECT referral_code, currency, {_MODE_ACCOUNT}, sum(rewards_minor) AS rewards_minor,
-                sum(clawbacks_minor) AS clawbacks_minor, sum(net_minor) AS net_minor
-            FROM referrer_daily
-            WHERE {_MODE} AND {_CURRENCY} AND {_CODE} AND {_DAYS}
+        f"""SELECT referral_code, toString(currency) AS currency, {_MODE_ACCOUNT},
+                sum(rewards_minor) AS rewards_minor, sum(clawbacks_minor) AS clawbacks_minor,
+                rewards_minor + clawbacks_minor AS net_minor
+            FROM {_LEDGER}
+            WHERE {_MODE} AND {_CURRENCY} AND {_CODE}
             GROUP BY referral_code, currency, livemode, account
             HAVING rewards_minor != 0 OR clawbacks_minor != 0
             ORDER BY referral_code, currency, mode
@@ -238,6 +278,97 @@ _REPORTS = (
             LIMIT {{limit:UInt32}}""",
         (LIMIT, MODE, CURRENCY, CODE, SINCE, UNTIL),
     ),
+    Report(
+        "referrer_statement",
+        "one referrer's rewards, clawbacks, reinstatements and payouts with running balance",
+        f"""SELECT toString(at) AS at, kind, record_id, reward_id, currency, mode, amount_minor,
+                running_balance_minor
+            FROM (
+                SELECT at, kind, kind_order, record_id, reward_id, currency, mode, amount_minor,
+                    sum(amount_minor) OVER (PARTITION BY currency, mode
+                        ORDER BY at, kind_order, record_id
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                        AS running_balance_minor
+                FROM (
+                    SELECT at, toString(kind) AS kind, kind_order, record_id, reward_id,
+                        toString(currency) AS currency, livemode, {_MODE_ACCOUNT},
+                        amount_minor
+                    FROM referrer_statement_lines
+                    WHERE referral_code = {{referral_code:String}}
+                )
+                WHERE {_MODE_OR_ACCOUNT} AND {_CURRENCY}
+            )
+            WHERE toDate(at) BETWEEN toDate({{since:String}}) AND toDate({{until:String}})
+            ORDER BY at, kind_order, record_id, currency, mode
+            LIMIT {{limit:UInt32}}""",
+        (CODE_REQUIRED, CURRENCY, MODE_ACCOUNT, SINCE, UNTIL, STATEMENT_LIMIT),
+    ),
+    Report(
+        "rewards_by_month",
+        "per month, currency and mode: rewards, clawbacks, net, referred and organic revenue",
+        f"""SELECT toString(month) AS month, currency, mode,
+                sum(rewards) AS rewards_minor, sum(clawbacks) AS clawbacks_minor,
+                sum(rewards) + sum(clawbacks) AS net_minor,
+                sum(referred) AS referred_revenue_minor, sum(organic) AS organic_revenue_minor
+            FROM (
+                SELECT month, currency, livemode, {_MODE_ACCOUNT}, rewards_minor AS rewards,
+                    clawbacks_minor AS clawbacks, toInt64(0) AS referred, toInt64(0) AS organic
+                FROM {_LEDGER}
+                WHERE {_CODE}
+                UNION ALL
+                SELECT toStartOfMonth(r.day), r.currency, r.livemode,
+                    if(a.account = '', if(r.livemode, 'live', 'test'),
+                       concat(if(r.livemode, 'live', 'test'), '@', a.account)),
+                    toInt64(0), toInt64(0), r.amount_minor, toInt64(0)
+                FROM revenue_entries AS r
+                INNER JOIN customer_referrers AS a
+                    ON r.customer_key = a.customer_key AND r.livemode = a.livemode
+                WHERE ({{referral_code:String}} = '' OR a.referral_code = {{referral_code:String}})
+                    AND r.day BETWEEN toDate({{since:String}}) AND toDate({{until:String}})
+                UNION ALL
+                SELECT toStartOfMonth(r.day), r.currency, r.livemode,
+                    if(r.account = '', if(r.livemode, 'live', 'test'),
+                       concat(if(r.livemode, 'live', 'test'), '@', r.account)),
+                    toInt64(0), toInt64(0), toInt64(0), r.amount_minor
+                FROM revenue_entries AS r
+                INNER JOIN (SELECT DISTINCT customer_key, livemode FROM attributions FINAL
+                            WHERE kind = 'organic') AS o
+                    ON r.customer_key = o.customer_key AND r.livemode = o.livemode
+                LEFT JOIN customer_referrers AS a
+                    ON r.customer_key = a.customer_key AND r.livemode = a.livemode
+                WHERE {{referral_code:String}} = '' AND a.referral_code = ''
+                    AND r.day BETWEEN toDate({{since:String}}) AND toDate({{until:String}})
+            )
+            WHERE {_MODE_OR_ACCOUNT} AND {_CURRENCY}
+            GROUP BY month, currency, mode
+            ORDER BY month, currency, mode
+            LIMIT {{limit:UInt32}}""",
+        (MONTHS_LIMIT, MODE_ACCOUNT, CURRENCY, CODE, SINCE, UNTIL),
+    ),
+    Report(
+        "rewards_by_program",
+        "per reward program version, currency and mode: rewards, their clawbacks, net",
+        f"""SELECT program_id, program_version, currency, mode, count() AS rewards,
+                sum(reward_amount_minor) AS rewards_minor, sum(corrections) AS clawbacks_minor,
+                rewards_minor + clawbacks_minor AS net_minor
+            FROM (
+                SELECT r.program_id AS program_id, r.program_version AS program_version,
+                    toString(r.currency) AS currency, r.livemode AS livemode,
+                    r.account AS account, {_MODE_ACCOUNT}, r.reward_amount_minor
+                        AS reward_amount_minor, c.corrections AS corrections
+                FROM rewards AS r FINAL
+                LEFT JOIN (SELECT reward_id, sum(signed_amount_minor) AS corrections
+                           FROM clawbacks FINAL GROUP BY reward_id) AS c
+                    ON r.reward_id = c.reward_id
+                WHERE {_CODE} AND toDate(r.paid_at) BETWEEN toDate({{since:String}})
+                    AND toDate({{until:String}})
+            )
+            WHERE {_MODE_OR_ACCOUNT} AND {_CURRENCY}
+            GROUP BY program_id, program_version, currency, mode
+            ORDER BY program_id, program_version, currency, mode
+            LIMIT {{limit:UInt32}}""",
+        (LIMIT, MODE_ACCOUNT, CURRENCY, CODE, SINCE, UNTIL),
+    ),
 )
 REPORTS: dict[str, Report] = {report.name: report for report in _REPORTS}
 
@@ -261,6 +392,8 @@ def validate_params(report: Report, raw: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, param in known.items():
         if name not in raw:
+            if param.required:
+                raise ReportError(f"report {report.name} needs parameter {name}")
             values[name] = param.default
             continue
         if not isinstance(raw[name], str):

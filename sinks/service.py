@@ -14,6 +14,7 @@ from clickhouse_connect.driver.client import Client
 
 from refstream.settings import Settings
 from refstream.topics import ensure_topics
+from sinks import ledger
 from sinks.clickhouse import ClickHouseError, EngineBusyError, connect
 from sinks.consumer import SinkConsumer
 from sinks.migrations import MigrationError, apply_migrations
@@ -51,6 +52,8 @@ async def serve(settings: Settings, stop: asyncio.Event, *, query_api: bool = Tr
     runner: web.AppRunner | None = None
     try:
         applied = await asyncio.to_thread(apply_migrations, client)
+        # Records stored before the referrer ledger existed (once per database).
+        await asyncio.to_thread(ledger.backfill, client)
         log.info("sink_starting", extra={"clickhouse": sink.clickhouse_target,
                                          "migrations_applied": applied})  # fmt: skip
         await ensure_topics(settings.kafka)

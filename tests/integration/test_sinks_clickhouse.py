@@ -220,7 +220,8 @@ ALL_FILTERS = {
 @pytest.mark.parametrize("name", list(REPORTS))
 def test_every_report_runs_with_defaults_and_with_every_filter(client: Client, name: str) -> None:
     check.write_scenario(client)
-    assert run_report(client, name, {}).rows
+    required = {p.name: ALL_FILTERS[p.name] for p in REPORTS[name].params if p.required}
+    assert run_report(client, name, required).rows
     declared = {p.name for p in REPORTS[name].params}
     filtered = run_report(client, name, {k: v for k, v in ALL_FILTERS.items() if k in declared})
     for row in filtered.rows:
@@ -256,4 +257,68 @@ def test_filtered_reports_give_the_hand_computed_figures(client: Client) -> None
         ["attribution", "subscription_metadata", "test", 1],
         ["conflict", "invoice_line", "test", 1],
         ["organic", "none", "test", 1],
+    ]
+
+
+def test_the_statement_lists_every_money_line_with_its_running_balance(client: Client) -> None:
+    check.write_scenario(client)
+    d1, d2, d3 = (f"{day} 00:00:00" for day in (scenario.DAY1, scenario.DAY2, scenario.DAY3))
+    alice = run_report(client, "referrer_statement", {"referral_code": "alice"})
+    assert alice.columns[:8] == [
+        "at", "kind", "record_id", "reward_id", "currency", "mode", "amount_minor",
+        "running_balance_minor",
+    ]  # fmt: skip
+    assert alice.rows == [
+        [d1, "reward", "rw_A1", "rw_A1", "usd", "test", 2000, 2000],
+        [d1, "reward", "rw_E1", "rw_E1", "eur", "live", 1800, 1800],
+        [d1, "reward", "rw_G", "rw_G", "usd", "test", 300, 2300],
+        [d2, "reward", "rw_A2", "rw_A2", "usd", "test", 1000, 3300],
+        [d2, "clawback", "cb_A1a", "rw_A1", "usd", "test", -500, 2800],
+        [d2, "clawback", "cb_A2d", "rw_A2", "usd", "test", -1000, 1800],
+        [d3, "reinstatement", "cb_A2w", "rw_A2", "usd", "test", 1000, 2800],
+        [d3, "clawback", "cb_A1b", "rw_A1", "usd", "test", -300, 2500],
+    ]
+    # A payout lowers the balance; a clawback of a paid reward takes it below zero.
+    bob = run_report(client, "referrer_statement", {"referral_code": "bob", "mode": "test"})
+    assert [row[1:3] + row[6:8] for row in bob.rows] == [
+        ["reward", "rw_B1", 600, 600],
+        ["payout", "po_1", -600, 0],
+        ["clawback", "cb_B1", -600, -600],
+    ]
+    # A window shows its lines with the balance of the whole history.
+    late = run_report(
+        client, "referrer_statement", {"referral_code": "alice", "since": scenario.DAY3}
+    )
+    assert [row[7] for row in late.rows] == [2800, 2500]
+    live = run_report(client, "referrer_statement", {"referral_code": "alice", "mode": "live"})
+    assert [row[2] for row in live.rows] == ["rw_E1"]
+    assert (
+        run_report(
+            client, "referrer_statement", {"referral_code": "alice", "mode": "test@acct_1"}
+        ).rows
+        == []
+    )
+
+
+def test_monthly_and_program_breakdowns_give_the_hand_computed_figures(client: Client) -> None:
+    check.write_scenario(client)
+    months = run_report(client, "rewards_by_month", {})
+    assert months.columns == [
+        "month", "currency", "mode", "rewards_minor", "clawbacks_minor", "net_minor",
+        "referred_revenue_minor", "organic_revenue_minor",
+    ]  # fmt: skip
+    assert months.rows == [
+        ["2026-03-01", "eur", "live", 1800, 0, 1800, 9000, 0],
+        ["2026-03-01", "usd", "test", 3900, -1400, 2500, 12500, 7000],
+    ]
+    bob = run_report(client, "rewards_by_month", {"referral_code": "bob"})
+    assert bob.rows == [["2026-03-01", "usd", "test", 600, -600, 0, 0, 0]]
+    programs = run_report(client, "rewards_by_program", {})
+    assert programs.columns[:8] == [
+        "program_id", "program_version", "currency", "mode", "rewards", "rewards_minor",
+        "clawbacks_minor", "net_minor",
+    ]  # fmt: skip
+    assert programs.rows == [
+        ["default", 1, "eur", "live", 1, 1800, 0, 1800],
+        ["default", 1, "usd", "test", 4, 3900, -1400, 2500],
     ]

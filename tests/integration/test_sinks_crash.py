@@ -18,6 +18,7 @@ from refstream.topics import REWARDS
 from sinks.clickhouse import connect
 from tests.support import sink_checks as check
 from tests.support import sink_scenario as scenario
+from tests.support.report_reference import assert_exact
 
 REPO = Path(__file__).resolve().parents[2]
 GARBAGE = b"\x00 not avro"
@@ -118,3 +119,4 @@ async def test_killed_between_write_and_commit_then_restarted_counts_nothing_twi
         assert check.daily(client) == scenario.EXPECTED_DAILY
         assert check.customers(client) == scenario.EXPECTED_CUSTOMERS
         assert check.split(client) == scenario.EXPECTED_SPLIT
+        assert_exact(client)  # the ledger-backed reports too

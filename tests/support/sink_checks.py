@@ -89,12 +89,13 @@ def free_port() -> int:
 
 def write_scenario(client: Client, *, topic_prefix: str = "") -> None:
     """Write every scenario record through the table sinks, one window per topic."""
-    from sinks.base import ClickHouseSink, Window
+    from sinks.base import Window
     from sinks.consumer import ALL_SPECS
+    from sinks.ledger_sink import table_sink
     from tests.support import sink_scenario
 
     for spec in ALL_SPECS:
-        sink = ClickHouseSink(spec, client)
+        sink = table_sink(spec, client)
         topic = topic_prefix + spec.topic
         records = sink_scenario.RECORDS[spec.topic][1]()
         for record in records:

@@ -24,7 +24,8 @@ def test_every_placeholder_is_a_declared_parameter(report: Any) -> None:
     placeholders = set(re.findall(r"\{(\w+):\w+\}", report.sql))
     assert placeholders == {p.name for p in report.params}
     assert "{{" not in report.sql and "}}" not in report.sql
-    validate_params(report, {})  # the defaults validate
+    required = {p.name: "alice" for p in report.params if p.required}
+    validate_params(report, required)  # the defaults validate
 
 
 def test_parameters_are_parsed_and_defaulted() -> None:
@@ -130,3 +131,20 @@ async def test_internal_errors_are_opaque(api: TestClient) -> None:
     response = await api.get("/reports/balances", params={"boom": "1"})
     assert response.status == 500
     assert (await response.json()) == {"error": "internal error"}
+
+
+def test_a_required_parameter_must_be_given() -> None:
+    with pytest.raises(ReportError, match="referrer_statement needs parameter referral_code"):
+        validate_params(get_report("referrer_statement"), {})
+
+
+@pytest.mark.parametrize("mode", ["live", "test", "all", "test@acct_1Abc", "live@acct_9"])
+def test_the_statement_takes_a_mode_or_one_connect_account(mode: str) -> None:
+    values = validate_params(get_report("referrer_statement"), {"referral_code": "a", "mode": mode})
+    assert values["mode"] == mode
+
+
+@pytest.mark.parametrize("mode", ["prod", "test@", "test@acct_", "test@cus_1", "live@acct_1;x"])
+def test_the_statement_refuses_other_modes(mode: str) -> None:
+    with pytest.raises(ReportError, match="mode must be live, test, all, or"):
+        validate_params(get_report("referrer_statement"), {"referral_code": "a", "mode": mode})
