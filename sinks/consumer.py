@@ -52,6 +52,7 @@ from aiokafka.structs import ConsumerRecord
 from clickhouse_connect.driver.client import Client
 
 from refstream.avro_codec import AvroCodec
+from refstream.metrics import SinkMetrics
 from refstream.settings import KafkaSettings, SinkSettings
 from sinks import (
     attributions,
@@ -132,8 +133,10 @@ class SinkConsumer:
         client: Client,
         specs: Sequence[TableSpec] = ALL_SPECS,
         clock: Callable[[], float] = time.monotonic,
+        metrics: SinkMetrics | None = None,
     ) -> None:
         self._kafka = kafka
+        self._metrics = metrics if metrics is not None else SinkMetrics()
         self._settings = sink
         self._clock = clock
         self._dead = ClickHouseSink(dead_letters.SPEC, client)
@@ -262,9 +265,11 @@ class SinkConsumer:
         generation = self._generation
         window = Window(tp.topic, tp.partition, open_window.first_offset, open_window.last_offset)
         # Step 4: one insert per table; a failure leaves the window uncommitted.
+        table = self._sinks[tp.topic].spec.table
         try:
             await asyncio.to_thread(self._write, window)
         except SinkWriteError as exc:
+            self._metrics.insert_failures.labels(table, type(exc).__name__).inc()
             self._pause(consumer, tp, exc)
             return
         except SinkBugError as exc:
@@ -282,6 +287,8 @@ class SinkConsumer:
                                                      "error": str(exc)[:300]})  # fmt: skip
             return
         self.committed_windows += 1
+        self._metrics.rows.labels(table).inc(open_window.count)
+        self._metrics.batch_seconds.labels(table).observe(self._clock() - open_window.opened_at)
         self._backoff_ms.pop(tp, None)
         log.debug("sink_window_committed", extra={"window": window.dedup_token,
                                                   "records": open_window.count})  # fmt: skip
@@ -291,8 +298,10 @@ class SinkConsumer:
         try:
             if main is not self._dead:
                 self._only_accepted(self._dead.flush(window), window)  # decode dead letters
-            refused = main.flush(window)
+            with self._metrics.insert_seconds.labels(main.spec.table).time():
+                refused = main.flush(window)
             if refused:
+                self._metrics.dead_letters.labels("sink", "refused_by_table").inc(len(refused))
                 for item in refused:
                     self._dead.add(
                         self._refused_dead_letter(main.spec, window, item),

@@ -12,11 +12,13 @@ import sys
 from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
+from refstream.metrics import SinkMetrics, serve_sink
 from refstream.settings import Settings
+from refstream.status import group_lag
 from refstream.topics import ensure_topics
 from sinks import ledger
 from sinks.clickhouse import ClickHouseError, EngineBusyError, connect
-from sinks.consumer import SinkConsumer
+from sinks.consumer import ALL_SPECS, SinkConsumer
 from sinks.migrations import MigrationError, apply_migrations
 from sinks.query_api import start_query_api
 
@@ -44,6 +46,22 @@ async def _connect_with_retry(settings: Settings, stop: asyncio.Event) -> Client
             backoff_ms = min(backoff_ms * 2, settings.sink.retry_max_ms)
 
 
+async def _export_lag(settings: Settings, metrics: SinkMetrics, stop: asyncio.Event) -> None:
+    """The sink group's lag per partition, every 15 s (refstream_consumer_lag)."""
+    group = settings.sink.group_id
+    names = [settings.kafka.topic(spec.topic) for spec in ALL_SPECS]
+    while not stop.is_set():
+        try:
+            for tp, records in (await group_lag(settings.kafka.bootstrap, group, names)).items():
+                metrics.consumer_lag.labels(group, tp.topic, str(tp.partition)).set(records)
+        except Exception as exc:  # noqa: BLE001 -- a broker hiccup: try at the next interval
+            log.warning("lag_unavailable", extra={"error": type(exc).__name__})
+        try:
+            await asyncio.wait_for(stop.wait(), 15)
+        except TimeoutError:
+            pass
+
+
 async def serve(settings: Settings, stop: asyncio.Event, *, query_api: bool = True) -> None:
     """Run the sink until `stop` is set."""
     sink = settings.sink
@@ -62,7 +80,15 @@ async def serve(settings: Settings, stop: asyncio.Event, *, query_api: bool = Tr
             runner = await start_query_api(
                 reader, sink.query_api_host, sink.query_api_port, sink.query_api_token
             )
-        await SinkConsumer(settings.kafka, sink, client).run(stop)
+        metrics = SinkMetrics()
+        metrics_server = serve_sink(metrics, settings)  # off when the port is unset
+        lag = asyncio.create_task(_export_lag(settings, metrics, stop))
+        try:
+            await SinkConsumer(settings.kafka, sink, client, metrics=metrics).run(stop)
+        finally:
+            lag.cancel()
+            if metrics_server is not None:
+                metrics_server.shutdown()
     finally:
         if runner is not None:
             await runner.cleanup()

@@ -18,6 +18,7 @@ from refstream.settings import KafkaSettings, Secret
 from simulator.deliver import DeliveryLimits, deliver
 from simulator.plan import DeliveryOptions, delivery_plan
 from simulator.scenario import ScenarioConfig, generate
+from sinks.rewards import SPEC as REWARDS_SPEC
 from streams.programs import parse_programs_toml
 from streams.worker_programs import apply_programs
 from tests.support.pipeline import SECRET, Pipeline, free_port
@@ -90,7 +91,7 @@ def reward_totals(referrers: dict[tuple, tuple[int, int, int]]) -> dict[tuple[st
 
 
 async def worker_samples(ports: list[int], name: str) -> list[Any]:
-    """Every sample named `name` on the workers' /metrics."""
+    """Every sample named `name` on the /metrics of the processes at `ports`."""
     found = []
     async with aiohttp.ClientSession() as session:
         for port in ports:
@@ -153,7 +154,9 @@ async def test_simulated_stream_lands_exactly_in_clickhouse(
             "REFSTREAM_SINK_BATCH_MAX_WAIT_MS": "300",
         },
     )
-    sink = RefstreamProcess(["sink"], pipeline.env, tmp_path / "sink.log")
+    sink_metrics_port = free_port()
+    sink_env = {**pipeline.env, "REFSTREAM_SINK_METRICS_PORT": str(sink_metrics_port)}
+    sink = RefstreamProcess(["sink"], sink_env, tmp_path / "sink.log")
     plan = delivery_plan(
         scenario.events, DeliveryOptions(seed=3, duplicates=1.0, shuffle_window=25)
     )
@@ -227,6 +230,11 @@ async def test_simulated_stream_lands_exactly_in_clickhouse(
             }
 
         await wait_until(lag_exported, 60, 2, "the leader's lag gauges for stripe.events")
+        # The restarted sink counts what it wrote since its start, and its group's lag.
+        rows = await worker_samples([sink_metrics_port], "refstream_sink_rows_total")
+        assert sum(s.value for s in rows if s.labels["table"] == REWARDS_SPEC.table) > 0
+        lag = await worker_samples([sink_metrics_port], "refstream_consumer_lag")
+        assert {s.labels["topic"] for s in lag} >= {kafka.topic(topics.REWARDS)}
     finally:
         sink.stop()
         pipeline.stop()
