@@ -19,8 +19,13 @@ Three agents, each on co-partitioned topics (same partition count, same key):
 - customers: stripe.events + rerouted events + customer ticks, keyed by customer;
   table `customers`. Emits rewards, attributions, lifecycle, corrections, payment links.
 - payment links: refstream.links, keyed by payment intent; table `payment_owners`. Learns
-  which customer owns a payment intent and re-keys refunds/disputes that named only the
-  payment intent (parking them until the owner is known).
+  which customer owns a payment intent, re-keys events that named only the payment
+  (invoice_payment.*, guest refunds/disputes; parked until the owner is known) and answers
+  a customer's probe before it calls a charge one-time (streams/payment_links.py).
+
+Internal topics carry Avro (schemas/correction, payment_link, link_probe_answer, tick).
+Metrics (refstream/metrics.py) are served on REFSTREAM_WORKER_METRICS_PORT; the leader
+exports the group's lag per partition.
 - referrers: referral.rewards + corrections + referral.payouts + referrer ticks, keyed by
   referral code; tables `referrers` and `reward_entries`. Emits clawbacks and statuses.
 
@@ -84,9 +89,8 @@ TABLES = (
     "reward-entries",
     "referrer-due",
 )
-Encoded = tuple[
-    str, bytes, bytes, list[tuple[str, bytes]]
-]  # (unprefixed topic, key, value, headers)
+# (unprefixed topic, key, value, headers) of one record to produce
+Encoded = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
 
 
 def worker_data_dir(settings: Settings) -> Path:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from refstream import topics
+from refstream.avro_codec import AvroCodec
 from refstream.settings import Settings
 from streams.attribution import Touch
 from streams.config import LedgerConfig
@@ -71,14 +72,14 @@ from streams.stripe_payloads import StripeEvent, parse_envelope
 CORRECTION_TYPES = CHARGE_REFUND_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS
 # invoice_payment.* names no customer: it reaches the owner's state through the link agent.
 LINK_TYPES = frozenset({"invoice_payment.paid", "invoice_payment.canceled"})
-# Internal topics of the worker (JSON values; not a contract with anyone else).
+# Internal topics of the worker (Avro values, schemas/*.avsc; not a contract with anyone else).
 CORRECTIONS = "refstream.corrections"  # customer side -> referrer side, key: referral code
 LINKS = topics.LINKS  # payment intent -> owner, events to re-key, probes; key: payment intent
 REROUTED = "refstream.rerouted"  # events re-keyed by their owner, key: customer key
 INTERNAL_SCHEMAS = topics.INTERNAL_TOPIC_SCHEMAS  # their Avro schemas (schemas/*.avsc)
 
 
-# Kafka header that marks a rerouted record as a link probe's answer (JSON), not an event.
+# Kafka header that marks a rerouted record as a link probe's answer, not a Stripe event.
 KIND_HEADER = "refstream-kind"
 PROBE_ANSWER = b"link-probe-answer"
 
@@ -104,8 +105,6 @@ def decode_internal(schema: str, value: bytes) -> dict[str, Any]:
     if value[:1] == b"{":
         decoded: dict[str, Any] = json.loads(value)
         return decoded
-    from refstream.avro_codec import AvroCodec
-
     return AvroCodec.for_schema(schema).decode(value)
 
 
