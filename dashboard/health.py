@@ -1,0 +1,36 @@
+"""Pipeline health for the overview: `refstream.status.collect_status` (the operations
+work, issue 12) when this install has it, else the dead letters per stage from the sink's
+`dead_letters` table (which also holds the worker's stripe.events.dlq records)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from dashboard.data import Data
+from refstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_DEAD_LETTERS = """
+    SELECT toString(stage) AS stage, count() AS dead_letters,
+        toString(max(failed_at)) AS last_failed_at
+    FROM dead_letters FINAL
+    GROUP BY stage
+    ORDER BY stage"""
+
+
+async def load_health(data: Data, settings: Settings) -> dict[str, Any]:
+    try:
+        status = importlib.import_module("refstream.status")
+    except ImportError:
+        status = None
+    if status is not None and hasattr(status, "collect_status"):
+        try:
+            collected: dict[str, Any] = await status.collect_status(settings)
+            return {"source": "status", "status": collected}
+        except Exception as exc:  # noqa: BLE001 - health must never break the page
+            log.warning("dashboard_status_failed", extra={"error": str(exc)})
+    rows = await data.query(_DEAD_LETTERS, {})
+    return {"source": "dead_letters", "dead_letters": rows}
