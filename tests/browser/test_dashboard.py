@@ -1,0 +1,276 @@
+"""The dashboard in a real browser (headless Chromium through Playwright) against a
+pipeline fed by the simulator: the numbers on each page equal the named reports, a
+referrer's statement downloads as the CSV the page shows, a program edited in the form
+is validated by the CLI's parser and, once applied, decides a later invoice; keyboard
+navigation works and text contrast meets WCAG AA. Screenshots land in the artifacts
+folder printed at the end of the run."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.sync_api import Browser, Page
+
+from refstream import topics
+from simulator.scenario import ScenarioConfig, generate
+from simulator.stripe_factory import DAY, DEFAULT_START
+from streams.programs import ProgramError, parse_program
+from streams.worker_programs import read_programs
+from tests.browser.conftest import PASSWORD, USER, Running
+from tests.support.pipeline import half_up
+from tests.support.processes import read_topic, wait_until
+
+pytestmark = pytest.mark.e2e
+
+CELLS_JS = """(selector) => Array.from(document.querySelectorAll(selector)).map(table => ({
+  currency: table.dataset.currency,
+  cells: Array.from(table.querySelectorAll('td[data-minor]')).map(td => ({
+    row: td.closest('tr').dataset.month || td.closest('tr').dataset.code || '',
+    key: td.dataset.key, minor: Number(td.dataset.minor), text: td.textContent.trim()}))}))"""
+
+# Every element with its own text: its colour, the first opaque background behind it, and
+# whether WCAG counts it as large text (24px, or 18.66px bold).
+CONTRAST_JS = """() => {
+  const parse = c => (c.match(/[\\d.]+/g) || []).map(Number);
+  const out = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const own = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+    const style = getComputedStyle(el);
+    if (!own || style.visibility === 'hidden' || el.offsetParent === null) continue;
+    if (el.getBoundingClientRect().right < 0) continue;  // the off-screen skip link
+    let bg = null;
+    for (let p = el; p; p = p.parentElement) {
+      const c = parse(getComputedStyle(p).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.99)) { bg = c.slice(0, 3); break; }
+    }
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    out.push({tag: el.tagName, text: el.textContent.trim().slice(0, 40),
+              fg: parse(style.color).slice(0, 3), bg: bg || [255, 255, 255],
+              large: size >= 24 || (bold && size >= 18.66)});
+  }
+  return out;
+}"""
+
+
+def luminance(rgb: list[float]) -> float:
+    def channel(value: float) -> float:
+        c = value / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(fg: list[float], bg: list[float]) -> float:
+    high, low = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def open_page(browser: Browser, url: str, *, login: bool = True) -> Page:
+    context = browser.new_context(
+        http_credentials={"username": USER, "password": PASSWORD} if login else None,
+        viewport={"width": 1280, "height": 900},
+        accept_downloads=True,
+    )
+    page = context.new_page()
+    page.goto(url)
+    return page
+
+
+def tables(page: Page, name: str) -> dict[str, list[dict[str, Any]]]:
+    found = page.evaluate(CELLS_JS, f'table[data-table="{name}"]')
+    return {t["currency"]: t["cells"] for t in found}
+
+
+def modes_of(running: Running) -> list[str]:
+    return sorted({r["mode"] for r in running.report("referrer_rewards")})
+
+
+def test_overview_numbers_equal_the_reports(running: Running, browser: Browser) -> None:
+    modes = modes_of(running)
+    assert any("@acct_" in m for m in modes), "the scenario must include a Connect account"
+    for mode in modes:
+        page = open_page(browser, f"{running.base}/dashboard/?mode={mode}")
+        assert page.locator("#current-mode").inner_text() == mode
+        page.screenshot(path=running.artifacts / f"overview-{mode}.png", full_page=True)
+        base = mode.split("@")[0]
+        rewards = [r for r in running.report("referrer_rewards", mode=base) if r["mode"] == mode]
+        split = [r for r in running.report("revenue_split", mode=base) if r["mode"] == mode]
+        shown = tables(page, "rewards")
+        assert set(shown) == {r["currency"] for r in rewards}
+        for currency, cells in shown.items():
+            mine = [r for r in rewards if r["currency"] == currency]
+            for key in ("rewards_minor", "clawbacks_minor", "net_minor"):
+                # The months shown cover the whole (three-month) history: they add up to
+                # the all-time totals of the report, within this currency only.
+                assert sum(c["minor"] for c in cells if c["key"] == key) == sum(
+                    int(r[key]) for r in mine
+                ), (mode, currency, key)
+        revenue = tables(page, "revenue")
+        for row in split:
+            cells = revenue[row["currency"]]
+            for key in ("referred_minor", "organic_minor", "unattributed_minor"):
+                total = sum(c["minor"] for c in cells if c["key"] == key)
+                assert total == int(row[key]), (mode, row["currency"], key)
+        top = [r for r in running.report("top_referrers_net_reward", mode=base)
+               if r["mode"] == mode]  # fmt: skip
+        for currency, cells in tables(page, "top_net").items():
+            want = [r for r in top if r["currency"] == currency][:10]
+            got = [(c["row"], c["minor"]) for c in cells if c["key"] == "net_minor"]
+            assert got == [(r["referral_code"], int(r["net_minor"])) for r in want]
+        # Every currency is its own chart, drawn by the vendored Chart.js.
+        drawn = page.evaluate(
+            "() => Array.from(document.querySelectorAll('canvas[data-chart]'))"
+            ".map(c => !!Chart.getChart(c))"
+        )
+        assert drawn and all(drawn)
+        page.context.close()
+
+
+def test_referrer_balances_statement_and_csv(running: Running, browser: Browser) -> None:
+    balances = [r for r in running.report("balances", mode="test") if r["mode"] == "test"]
+    page = open_page(browser, f"{running.base}/dashboard/referrers?mode=test")
+    page.screenshot(path=running.artifacts / "referrers-test.png", full_page=True)
+    shown = tables(page, "balances")
+    for row in balances:
+        cells = {c["key"]: c for c in shown[row["currency"]] if c["row"] == row["referral_code"]}
+        for key in ("pending_minor", "payable_minor", "paid_minor", "clawed_back_minor",
+                    "net_minor"):  # fmt: skip
+            assert cells[key]["minor"] == int(row[key]), (row["referral_code"], key)
+    # The referrer with a clawback, if any: its statement has negative entries too.
+    row = max(balances, key=lambda r: (int(r["clawed_back_minor"]) > 0, r["referral_code"]))
+    page.goto(f"{running.base}/dashboard/referrers?mode=test&q={row['referral_code']}")
+    page.get_by_role("link", name=row["referral_code"], exact=True).first.click()
+    page.wait_for_url("**/referrers/*")
+    page.screenshot(path=running.artifacts / "statement.png", full_page=True)
+    if f"currency={row['currency']}" not in page.url:
+        page.goto(f"{running.base}/dashboard/referrers/{row['referral_code']}"
+                  f"?currency={row['currency']}&mode=test")  # fmt: skip
+    amounts = page.locator('td[data-key="amount_minor"]').evaluate_all(
+        "tds => tds.map(td => Number(td.dataset.minor))"
+    )
+    balance = page.locator('td[data-key="running_balance_minor"]').evaluate_all(
+        "tds => tds.map(td => Number(td.dataset.minor))"
+    )
+    assert amounts and sum(amounts) == balance[-1]
+    # Nothing was paid out yet, so what is owed is the referrer's net.
+    assert balance[-1] == int(row["net_minor"])
+    with page.expect_download() as download:
+        page.locator("#csv").click()
+    text = download.value.path().read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [int(r["amount_minor"]) for r in rows] == amounts
+    assert [int(r["running_balance_minor"]) for r in rows] == balance
+    page.context.close()
+
+
+PAGES = ("/dashboard/?mode=test", "/dashboard/referrers?mode=test", "/dashboard/programs",
+         "/dashboard/programs/sim-tiered", "/dashboard/payouts?mode=test")  # fmt: skip
+
+
+def test_keyboard_navigation_and_contrast(running: Running, browser: Browser) -> None:
+    page = open_page(browser, f"{running.base}{PAGES[0]}")
+    for path in PAGES:
+        page.goto(f"{running.base}{path}")
+        low = [
+            (e["tag"], e["text"], round(contrast(e["fg"], e["bg"]), 2))
+            for e in page.evaluate(CONTRAST_JS)
+            if contrast(e["fg"], e["bg"]) < (3.0 if e["large"] else 4.5)
+        ]
+        assert not low, f"{path}: text below WCAG AA contrast: {low}"
+    page.goto(f"{running.base}/dashboard/?mode=test")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none", "the focused element shows no focus ring"
+    for _ in range(10):  # to the Programs link, by keyboard only
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Programs":
+            break
+    else:
+        pytest.fail("Tab never reached the Programs link")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/dashboard/programs")
+    assert page.get_by_role("heading", name="Programs in force").is_visible()
+    page.context.close()
+
+
+def test_writes_need_a_login_and_the_same_origin(running: Running, browser: Browser) -> None:
+    page = open_page(browser, f"{running.base}/dashboard/programs", login=False)
+    assert "log in" in page.content()  # 401 with a JSON reason, and the basic-auth prompt
+    page.context.close()
+
+    async def post(headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        url = f"{running.base}/dashboard/programs/sim-tiered"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data={"rate": "1%"}, headers=headers) as response,
+        ):
+            return response.status, await response.json()
+
+    login = aiohttp.BasicAuth(USER, PASSWORD).encode()
+    status, body = asyncio.run(post({"Origin": "http://elsewhere.example",
+                                     "Authorization": login}))  # fmt: skip
+    assert status == 403 and "cross-site" in body["error"]
+    status, body = asyncio.run(post({"Authorization": aiohttp.BasicAuth(USER, "wrong").encode()}))
+    assert status == 401 and "error" in body
+    assert asyncio.run(read_programs(running.kafka))["sim-tiered"].version == 1
+
+
+def test_program_edit_is_validated_applied_and_decides_a_later_invoice(
+    running: Running, browser: Browser
+) -> None:
+    page = open_page(browser, f"{running.base}/dashboard/programs/sim-tiered")
+    page.locator("#f-rate").fill("0.2")
+    page.locator("#apply").click()
+    shown = page.locator("#err-rate").inner_text()
+    with pytest.raises(ProgramError) as parser:
+        parse_program({"id": "sim-tiered", "rate": "0.2"})
+    assert shown == str(parser.value)  # the CLI parser's own words, beside the field
+    page.screenshot(path=running.artifacts / "program-error.png", full_page=True)
+
+    page.locator("#f-rate").fill("12.5%")
+    page.locator("#f-duration_months").fill("")
+    for field in page.locator('input[name^="tier_"]').all():
+        field.fill("")
+    page.locator("#apply").click()
+    page.wait_for_url("**/dashboard/programs?applied=*")
+    assert "sim-tiered version 2" in page.locator("#applied").inner_text()
+    history = page.locator('table[data-program="sim-tiered"] tr[data-version="2"]')
+    assert history.locator('[data-key="changed_by"]').inner_text() == USER
+    page.screenshot(path=running.artifacts / "programs.png", full_page=True)
+    page.context.close()
+    current = asyncio.run(read_programs(running.kafka))["sim-tiered"]
+    assert current.version == 2 and current.program.to_json()["rate"] == "12.5%"
+    assert "tiers" not in current.program.to_json()
+
+    async def worker_has_version_2() -> bool:
+        log = running.pipeline.worker(0).log_tail(200_000)
+        return any('"program_in_force"' in line and '"version": 2' in line
+                   for line in log.splitlines())  # fmt: skip
+
+    asyncio.run(wait_until(worker_has_version_2, 60, 1, "the worker to read version 2"))
+    later = generate(ScenarioConfig(customers=4, months=1, seed=99, organic_ratio=0.0,
+                                    guest_ratio=0.0, start=DEFAULT_START + 120 * DAY))  # fmt: skip
+    invoices = {e["data"]["object"]["id"] for e in later.events
+                if e["data"]["object"].get("object") == "invoice"}  # fmt: skip
+    running.post(later, seed=4)
+
+    async def later_rewards() -> list[dict[str, Any]]:
+        records = await read_topic(running.kafka.bootstrap,
+                                   running.kafka.topic(topics.REWARDS), "reward")  # fmt: skip
+        return [r for _, r in records if r["invoice_id"] in invoices]
+
+    asyncio.run(wait_until(later_rewards, 120, 2, "rewards of the later invoices"))
+    rewards = asyncio.run(later_rewards())
+    assert rewards and all(r["program_version"] == 2 for r in rewards)
+    for r in rewards:
+        assert r["reward_amount_minor"] == half_up(
+            Decimal(r["base_amount_minor"]) * Decimal("0.125")
+        )
