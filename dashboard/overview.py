@@ -89,6 +89,7 @@ class Overview:
     top_revenue: dict[str, list[Row]]
     awaiting: dict[str, list[Row]]
     truncated: list[str]
+    revenue_measures: dict[str, str] = field(default_factory=dict)  # column -> label
 
 
 _DATA_RANGE = """
@@ -97,7 +98,38 @@ _DATA_RANGE = """
     WHERE livemode = {live:Bool} AND account = {account:String}"""
 
 
-async def load_overview(data: Data, mode: str, month_count: int = 12) -> Overview:
+MONTHLY_REPORT = "rewards_by_month"  # issue 11's contract (docs/ANALYTICS.md)
+
+
+SeriesMap = dict[str, Series]  # currency -> its monthly series
+
+
+def monthly_from_report(rows: Iterable[Row], month_count: int
+                        ) -> tuple[list[str], SeriesMap, SeriesMap]:  # fmt: skip
+    """rewards_by_month rows of one ledger mode -> the last `month_count` months with data
+    (gaps included), revenue and rewards series per currency."""
+    rows = list(rows)
+    last = max((str(r["month"]) for r in rows), default=dt.date.today().isoformat())
+    months = [s.isoformat()[:7] for s in month_starts(dt.date.fromisoformat(last), month_count)]
+    revenue: dict[str, Series] = {}
+    rewards: dict[str, Series] = {}
+    for row in rows:
+        month, currency = str(row["month"])[:7], str(row["currency"])
+        if month not in months:
+            continue
+        rev = revenue.setdefault(currency, Series(months))
+        rev.add(month, "referred_minor", row["referred_revenue_minor"])
+        rev.add(month, "organic_minor", row["organic_revenue_minor"])
+        rew = rewards.setdefault(currency, Series(months))
+        for measure in ("rewards_minor", "clawbacks_minor", "net_minor"):
+            rew.add(month, measure, row[measure])
+    return months, dict(sorted(revenue.items())), dict(sorted(rewards.items()))
+
+
+async def _monthly_fallback(data: Data, mode: str, month_count: int
+                            ) -> tuple[list[str], SeriesMap, SeriesMap, bool]:  # fmt: skip
+    """Stand-in while `rewards_by_month` is not in the catalogue (TODO(issue 11): delete):
+    revenue_split once per month and referrer_daily summed per month."""
     base, account = base_mode(mode), account_of(mode)
     # No report names the data's last day; the months shown end with it (a replayed or
     # simulated history is not "last year" from today).
@@ -106,7 +138,6 @@ async def load_overview(data: Data, mode: str, month_count: int = 12) -> Overvie
     last = dt.date.fromisoformat(found[0]["last_day"]) if has_data else dt.date.today()
     starts = month_starts(last, month_count)
     months = [start.isoformat()[:7] for start in starts]
-    truncated: list[str] = []
     per_month: dict[str, list[Row]] = {}
     for start in starts:
         rows = await data.report(
@@ -118,8 +149,22 @@ async def load_overview(data: Data, mode: str, month_count: int = 12) -> Overvie
         "referrer_daily", mode=base, since=starts[0].isoformat(),
         until=month_end(starts[-1]).isoformat(), limit=MAX_ROWS,
     )  # fmt: skip
-    if len(daily) >= MAX_ROWS:
-        truncated.append("rewards per month (more than 10000 referrer-days)")
+    return (months, revenue_by_month(per_month, months),
+            rewards_by_month(in_mode(daily, mode), months), len(daily) >= MAX_ROWS)  # fmt: skip
+
+
+async def load_overview(data: Data, mode: str, month_count: int = 12) -> Overview:
+    base, account = base_mode(mode), account_of(mode)
+    truncated: list[str] = []
+    measures = {"referred_minor": "Referred", "organic_minor": "Organic"}
+    if data.has_report(MONTHLY_REPORT):
+        rows = await data.report(MONTHLY_REPORT, mode=mode, limit=MAX_ROWS)
+        months, revenue, rewards = monthly_from_report(in_mode(rows, mode), month_count)
+    else:
+        months, revenue, rewards, cut = await _monthly_fallback(data, mode, month_count)
+        if cut:
+            truncated.append("rewards per month (more than 10000 referrer-days)")
+        measures["unattributed_minor"] = "Awaiting attribution"
     top_net = await data.report("top_referrers_net_reward", mode=base, limit=MAX_ROWS)
     top_revenue = await data.report("top_referrers_revenue", mode=base, limit=MAX_ROWS)
     awaiting: dict[str, list[Row]] = {}
@@ -131,12 +176,13 @@ async def load_overview(data: Data, mode: str, month_count: int = 12) -> Overvie
     return Overview(
         mode=mode,
         months=months,
-        revenue=revenue_by_month(per_month, months),
-        rewards=rewards_by_month(in_mode(daily, mode), months),
+        revenue=revenue,
+        rewards=rewards,
         top_net=top_by_currency(in_mode(top_net, mode), "net_minor"),
         top_revenue=top_by_currency(in_mode(top_revenue, mode), "referred_revenue_minor"),
         awaiting=awaiting,
         truncated=truncated,
+        revenue_measures=measures,
     )
 
 
@@ -152,8 +198,7 @@ def chart_payload(overview: Overview) -> dict[str, Any]:
             for measure, label in measures.items()
         ]  # fmt: skip
 
-    revenue = {"referred_minor": "Referred", "organic_minor": "Organic",
-               "unattributed_minor": "Awaiting attribution"}  # fmt: skip
+    revenue = overview.revenue_measures
     rewards = {"rewards_minor": "Rewards", "clawbacks_minor": "Clawbacks",
                "net_minor": "Net"}  # fmt: skip
     return {

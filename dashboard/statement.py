@@ -15,7 +15,7 @@ import io
 from collections.abc import Iterable
 
 from dashboard.data import Data, Row
-from dashboard.modes import base_mode, in_mode
+from dashboard.modes import in_mode
 
 COLUMNS = ["at", "kind", "record_id", "currency", "mode", "amount_minor",
            "running_balance_minor"]  # fmt: skip
@@ -57,9 +57,7 @@ LIMIT 100000"""
 
 async def load_statement(data: Data, code: str, currency: str, mode: str) -> list[Row]:
     if data.has_report(REPORT):
-        rows = await data.report(
-            REPORT, referral_code=code, currency=currency, mode=base_mode(mode)
-        )
+        rows = await data.report(REPORT, referral_code=code, currency=currency, mode=mode)
         return [{c: row.get(c) for c in COLUMNS} for row in in_mode(rows, mode)]
     rows = await data.query(
         FALLBACK_SQL, {"referral_code": code, "currency": currency.lower(), "mode": mode}

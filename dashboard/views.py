@@ -45,6 +45,7 @@ from dashboard.payouts import (
     payout_outcome,
     payout_record,
 )
+from dashboard.preview import load_preview
 from dashboard.program_changes import apply_change, read_history
 from dashboard.programs_form import form_from_program, read_form, to_program
 from dashboard.statement import load_statement, statement_csv
@@ -206,7 +207,9 @@ async def program_form(request: web.Request) -> web.Response:
     pv = current.get(program_id) if program_id else None
     form = form_from_program(pv.program.to_json() if pv else None)
     return _render(request, "program_form.html", form=form, program_id=program_id,
-                   version=pv.version if pv else None, modes=[], mode="", message="")  # fmt: skip
+                   version=pv.version if pv else None, modes=[], mode="", message="",
+                   preview=None, preview_modes=await _modes(request.app[DATA]),
+                   preview_mode="")  # fmt: skip
 
 
 async def program_apply(request: web.Request) -> web.Response:
@@ -218,14 +221,20 @@ async def program_apply(request: web.Request) -> web.Response:
     posted = await request.post()
     form = read_form({k: str(v) for k, v in posted.items()}, program_id)
     program = to_program(form)
+    preview_modes = await _modes(request.app[DATA])
+    page: dict[str, Any] = {"form": form, "program_id": program_id, "modes": [], "mode": "", "message": "",
+            "version": current[program_id].version if program_id else None, "preview": None,
+            "preview_modes": preview_modes}  # fmt: skip
+    preview_mode = pick_mode(str(posted.get("preview_mode", "")), preview_modes)
+    page["preview_mode"] = preview_mode
     if program is None:
-        return _render(request, "program_form.html", status=422, form=form,
-                       program_id=program_id, modes=[], mode="", message="",
-                       version=current[program_id].version if program_id else None)  # fmt: skip
+        return _render(request, "program_form.html", status=422, **page)
     if program_id is None and program.id in current:
         form.errors["id"] = f"id: a program {program.id!r} exists already; edit it instead"
-        return _render(request, "program_form.html", status=422, form=form, program_id=None,
-                       version=None, modes=[], mode="", message="")  # fmt: skip
+        return _render(request, "program_form.html", status=422, **page)
+    if posted.get("action") == "preview":
+        page["preview"] = await load_preview(request.app[DATA], program, preview_mode)
+        return _render(request, "program_form.html", **page)
     identity: Identity = request["identity"]
     applied = await apply_change(kafka, program, changed_by=identity.name,
                                  method=identity.method, now_s=int(time.time()))  # fmt: skip

@@ -9,15 +9,17 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import aiohttp
 import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
-from refstream.settings import KafkaSettings, Secret, Settings
+from refstream.settings import REPO_ROOT, KafkaSettings, Secret, Settings
 from refstream.topics import ensure_topics
 from simulator.deliver import DeliveryLimits, deliver
 from simulator.plan import DeliveryOptions, delivery_plan
@@ -29,6 +31,16 @@ from tests.support.pipeline import SECRET, Pipeline, free_port
 from tests.support.processes import RefstreamProcess, wait_until
 
 USER, PASSWORD = "grace", "correct-horse-battery-staple"
+T = TypeVar("T")
+
+
+def blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from a test: in a thread of its own, because Playwright's
+    sync API keeps an event loop running in the test's thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 ARTIFACTS: list[Path] = []
 
 
@@ -63,29 +75,44 @@ class Running:
     def post(self, scenario: Scenario, seed: int) -> None:
         plan = delivery_plan(scenario.events, DeliveryOptions(seed=seed))
         url = f"http://127.0.0.1:{self.pipeline.port}/webhooks/stripe"
-        result = asyncio.run(
+        result = blocking(
             deliver(plan, url=url, secret=Secret(SECRET),
                     limits=DeliveryLimits(concurrency=8, deadline_s=300))
         )  # fmt: skip
         assert result.ok, result.to_json()
 
     def report(self, name: str, **params: str) -> list[dict[str, Any]]:
-        query = "&".join(f"{k}={v}" for k, v in {"limit": "10000", **params}.items())
-        rows = asyncio.run(report(self.query_port, f"{name}?{query}"))
-        assert rows is not None, f"report {name} failed"
-        return rows
+        """Rows of a named report, from the report API (not through the dashboard)."""
+
+        async def fetch() -> dict[str, Any]:
+            url = f"{self.base}/reports/{name}"
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(url, params={"limit": "10000", **params}) as response,
+            ):
+                assert response.status == 200, await response.text()
+                body: dict[str, Any] = await response.json()
+                return body
+
+        body = blocking(fetch())
+        return [dict(zip(body["columns"], row, strict=True)) for row in body["rows"]]
 
 
 @pytest.fixture(scope="session")
 def running(base_settings: Settings, broker: str, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[Running]:  # fmt: skip
     workdir = tmp_path_factory.mktemp("dashboard-pipeline")
-    artifacts = tmp_path_factory.mktemp("artifacts")
+    # Kept after the run (pytest rotates its temporary folders): .local/artifacts/dashboard,
+    # or REFSTREAM_TEST_ARTIFACTS.
+    artifacts = Path(os.environ.get("REFSTREAM_TEST_ARTIFACTS")
+                     or REPO_ROOT / ".local" / "artifacts") / "dashboard"  # fmt: skip
+    shutil.rmtree(artifacts, ignore_errors=True)
+    artifacts.mkdir(parents=True)
     kafka = replace(base_settings.kafka, bootstrap=broker,
                     topic_prefix=f"t{uuid.uuid4().hex[:10]}.", events_partitions=2)  # fmt: skip
-    asyncio.run(ensure_topics(kafka))
+    blocking(ensure_topics(kafka))
     scenario = generate(ScenarioConfig(customers=16, months=3, seed=13, connect_share=0.2))
-    asyncio.run(apply_programs(kafka, parse_programs_toml(scenario.program.toml())))
+    blocking(apply_programs(kafka, parse_programs_toml(scenario.program.toml())))
     query_port = free_port()
     pipeline = Pipeline(kafka, workdir, {
         "REFSTREAM_ATTRIBUTION_WINDOW_S": "15",
@@ -101,7 +128,7 @@ def running(base_settings: Settings, broker: str, tmp_path_factory: pytest.TempP
     sink = RefstreamProcess(["sink"], pipeline.env, workdir / "sink.log")
     run = Running(kafka, pipeline, sink, query_port, scenario, artifacts)
     try:
-        asyncio.run(pipeline.start())
+        blocking(pipeline.start())
         sink.start()
         run.post(scenario, seed=2)
         want = expected_referrers(scenario.expected_document())
@@ -111,8 +138,8 @@ def running(base_settings: Settings, broker: str, tmp_path_factory: pytest.TempP
         seen: dict[str, Any] = {}
 
         async def settled() -> bool:
-            rows = await report(query_port, "referrer_rewards?limit=10000")
-            revenue = await report(query_port, "revenue_split?limit=10000")
+            rows = await report(query_port, "referrer_rewards")
+            revenue = await report(query_port, "revenue_split")
             if rows is None or revenue is None:
                 return False
             got = {(r["currency"], r["mode"]): (int(r["referred_minor"]), int(r["organic_minor"]))
@@ -121,12 +148,14 @@ def running(base_settings: Settings, broker: str, tmp_path_factory: pytest.TempP
             return by_referrer(rows) == want and got == want_revenue
 
         try:
-            asyncio.run(wait_until(settled, 240, 2, "the pipeline to settle"))
+            blocking(wait_until(settled, 240, 2, "the pipeline to settle"))
         except TimeoutError:
             diff = {k: (seen.get("referrers", {}).get(k), v) for k, v in want.items()
                     if seen.get("referrers", {}).get(k) != v}  # fmt: skip
-            pytest.fail(f"pipeline did not settle: referrers (got, want) {diff}; revenue "
-                        f"{seen.get('revenue')} want {want_revenue}\n{sink.log_tail(1500)}")
+            pytest.fail(
+                f"pipeline did not settle: referrers (got, want) {diff}; revenue "
+                f"{seen.get('revenue')} want {want_revenue}\n{sink.log_tail(1500)}"
+            )
         yield run
     finally:
         sink.stop()

@@ -7,7 +7,7 @@ folder printed at the end of the run."""
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import csv
 import io
 from decimal import Decimal
@@ -22,7 +22,7 @@ from simulator.scenario import ScenarioConfig, generate
 from simulator.stripe_factory import DAY, DEFAULT_START
 from streams.programs import ProgramError, parse_program
 from streams.worker_programs import read_programs
-from tests.browser.conftest import PASSWORD, USER, Running
+from tests.browser.conftest import PASSWORD, USER, Running, blocking
 from tests.support.pipeline import half_up
 from tests.support.processes import read_topic, wait_until
 
@@ -72,9 +72,13 @@ def contrast(fg: list[float], bg: list[float]) -> float:
     return (high + 0.05) / (low + 0.05)
 
 
-def open_page(browser: Browser, url: str, *, login: bool = True) -> Page:
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def open_page(browser: Browser, url: str) -> Page:
     context = browser.new_context(
-        http_credentials={"username": USER, "password": PASSWORD} if login else None,
+        http_credentials={"username": USER, "password": PASSWORD},
         viewport={"width": 1280, "height": 900},
         accept_downloads=True,
     )
@@ -97,6 +101,7 @@ def test_overview_numbers_equal_the_reports(running: Running, browser: Browser) 
     assert any("@acct_" in m for m in modes), "the scenario must include a Connect account"
     for mode in modes:
         page = open_page(browser, f"{running.base}/dashboard/?mode={mode}")
+        assert page.locator("h1").first.inner_text().startswith("Overview")
         assert page.locator("#current-mode").inner_text() == mode
         page.screenshot(path=running.artifacts / f"overview-{mode}.png", full_page=True)
         base = mode.split("@")[0]
@@ -115,7 +120,7 @@ def test_overview_numbers_equal_the_reports(running: Running, browser: Browser) 
         revenue = tables(page, "revenue")
         for row in split:
             cells = revenue[row["currency"]]
-            for key in ("referred_minor", "organic_minor", "unattributed_minor"):
+            for key in ("referred_minor", "organic_minor"):
                 total = sum(c["minor"] for c in cells if c["key"] == key)
                 assert total == int(row[key]), (mode, row["currency"], key)
         top = [r for r in running.report("top_referrers_net_reward", mode=base)
@@ -177,7 +182,8 @@ PAGES = ("/dashboard/?mode=test", "/dashboard/referrers?mode=test", "/dashboard/
 def test_keyboard_navigation_and_contrast(running: Running, browser: Browser) -> None:
     page = open_page(browser, f"{running.base}{PAGES[0]}")
     for path in PAGES:
-        page.goto(f"{running.base}{path}")
+        response = page.goto(f"{running.base}{path}")
+        assert response is not None and response.status == 200, path
         low = [
             (e["tag"], e["text"], round(contrast(e["fg"], e["bg"]), 2))
             for e in page.evaluate(CONTRAST_JS)
@@ -202,9 +208,14 @@ def test_keyboard_navigation_and_contrast(running: Running, browser: Browser) ->
 
 
 def test_writes_need_a_login_and_the_same_origin(running: Running, browser: Browser) -> None:
-    page = open_page(browser, f"{running.base}/dashboard/programs", login=False)
-    assert "log in" in page.content()  # 401 with a JSON reason, and the basic-auth prompt
-    page.context.close()
+    async def get(path: str) -> tuple[int, str, dict[str, Any]]:
+        async with aiohttp.ClientSession() as session, session.get(running.base + path) as r:
+            return r.status, r.headers.get("WWW-Authenticate", ""), await r.json()
+
+    # Without a login: 401 with a JSON reason and the browser's basic-auth prompt.
+    for path in ("/dashboard/", "/dashboard/programs", "/dashboard/referrers/x/statement.csv"):
+        status, challenge, body = blocking(get(path))
+        assert status == 401 and challenge.startswith("Basic") and "log in" in body["error"]
 
     async def post(headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
         url = f"{running.base}/dashboard/programs/sim-tiered"
@@ -214,13 +225,51 @@ def test_writes_need_a_login_and_the_same_origin(running: Running, browser: Brow
         ):
             return response.status, await response.json()
 
-    login = aiohttp.BasicAuth(USER, PASSWORD).encode()
-    status, body = asyncio.run(post({"Origin": "http://elsewhere.example",
+    login = basic(USER, PASSWORD)
+    status, body = blocking(post({"Origin": "http://elsewhere.example",
                                      "Authorization": login}))  # fmt: skip
     assert status == 403 and "cross-site" in body["error"]
-    status, body = asyncio.run(post({"Authorization": aiohttp.BasicAuth(USER, "wrong").encode()}))
+    status, body = blocking(post({"Authorization": basic(USER, "wrong")}))
     assert status == 401 and "error" in body
-    assert asyncio.run(read_programs(running.kafka))["sim-tiered"].version == 1
+    assert blocking(read_programs(running.kafka))["sim-tiered"].version == 1
+
+
+def test_payout_marks_payable_rewards_paid_whole(running: Running, browser: Browser) -> None:
+    page = open_page(browser, f"{running.base}/dashboard/payouts?mode=test")
+    page.screenshot(path=running.artifacts / "payouts-test.png", full_page=True)
+    form = page.locator("form[data-payout]").first
+    code, currency = str(form.get_attribute("data-payout")).split(":")
+    due = int(str(form.locator('[data-key="due_minor"]').get_attribute("data-minor")))
+    carry = int(str(form.locator('[data-key="carry_minor"]').get_attribute("data-minor")))
+    standings = form.locator("td[data-minor]").evaluate_all(
+        "tds => tds.map(td => Number(td.dataset.minor))"
+    )
+    before = running.report("balances", mode="test", referral_code=code, currency=currency)
+    payout_id = str(form.locator('input[name="payout_id"]').input_value())
+    form.get_by_role("button", name="Mark as paid").click()
+    page.wait_for_url(f"**/dashboard/payouts/{payout_id}*")
+    for _ in range(60):  # the worker decides, then the sink writes it
+        if page.locator("#outcome").get_attribute("data-outcome") != "waiting":
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    assert page.locator("#outcome").get_attribute("data-outcome") == "accepted", page.content()
+    page.screenshot(path=running.artifacts / "payout-accepted.png", full_page=True)
+    page.context.close()
+
+    def paid() -> list[dict[str, Any]]:
+        rows = running.report("balances", mode="test", referral_code=code, currency=currency)
+        return [r for r in rows if r["mode"] == "test"]
+
+    (old,) = [r for r in before if r["mode"] == "test"]
+    blocking(wait_until(lambda: int(paid()[0]["paid_minor"]) != int(old["paid_minor"]), 60, 1,
+                        "the paid balance to move"))  # fmt: skip
+    (now,) = paid()
+    assert int(now["paid_minor"]) == int(old["paid_minor"]) + sum(standings)
+    assert int(now["payable_minor"]) == int(old["payable_minor"]) - sum(standings)
+    # Cash due: the rewards less the carry-over they settle (all of it, at most their sum).
+    absorbed = min(carry, sum(standings)) if carry >= 0 else carry
+    assert due == sum(standings) - absorbed
 
 
 def test_program_edit_is_validated_applied_and_decides_a_later_invoice(
@@ -246,7 +295,7 @@ def test_program_edit_is_validated_applied_and_decides_a_later_invoice(
     assert history.locator('[data-key="changed_by"]').inner_text() == USER
     page.screenshot(path=running.artifacts / "programs.png", full_page=True)
     page.context.close()
-    current = asyncio.run(read_programs(running.kafka))["sim-tiered"]
+    current = blocking(read_programs(running.kafka))["sim-tiered"]
     assert current.version == 2 and current.program.to_json()["rate"] == "12.5%"
     assert "tiers" not in current.program.to_json()
 
@@ -255,7 +304,7 @@ def test_program_edit_is_validated_applied_and_decides_a_later_invoice(
         return any('"program_in_force"' in line and '"version": 2' in line
                    for line in log.splitlines())  # fmt: skip
 
-    asyncio.run(wait_until(worker_has_version_2, 60, 1, "the worker to read version 2"))
+    blocking(wait_until(worker_has_version_2, 60, 1, "the worker to read version 2"))
     later = generate(ScenarioConfig(customers=4, months=1, seed=99, organic_ratio=0.0,
                                     guest_ratio=0.0, start=DEFAULT_START + 120 * DAY))  # fmt: skip
     invoices = {e["data"]["object"]["id"] for e in later.events
@@ -267,8 +316,8 @@ def test_program_edit_is_validated_applied_and_decides_a_later_invoice(
                                    running.kafka.topic(topics.REWARDS), "reward")  # fmt: skip
         return [r for _, r in records if r["invoice_id"] in invoices]
 
-    asyncio.run(wait_until(later_rewards, 120, 2, "rewards of the later invoices"))
-    rewards = asyncio.run(later_rewards())
+    blocking(wait_until(later_rewards, 120, 2, "rewards of the later invoices"))
+    rewards = blocking(later_rewards())
     assert rewards and all(r["program_version"] == 2 for r in rewards)
     for r in rewards:
         assert r["reward_amount_minor"] == half_up(
