@@ -153,6 +153,18 @@ async def _monthly_fallback(data: Data, mode: str, month_count: int
             rewards_by_month(in_mode(daily, mode), months), len(daily) >= MAX_ROWS)  # fmt: skip
 
 
+def trim_leading(months: list[str], *maps: SeriesMap) -> list[str]:
+    """The months from the first one with any figure (a young ledger shows no empty year)."""
+    for i, month in enumerate(months):
+        if any(any(s.values.get(month, {}).values()) for m in maps for s in m.values()):
+            kept = months[i:]
+            for m in maps:
+                for series in m.values():
+                    series.months = kept
+            return kept
+    return months
+
+
 async def load_overview(data: Data, mode: str, month_count: int = 12) -> Overview:
     base, account = base_mode(mode), account_of(mode)
     truncated: list[str] = []
@@ -165,6 +177,7 @@ async def load_overview(data: Data, mode: str, month_count: int = 12) -> Overvie
         if cut:
             truncated.append("rewards per month (more than 10000 referrer-days)")
         measures["unattributed_minor"] = "Awaiting attribution"
+    months = trim_leading(months, revenue, rewards)
     top_net = await data.report("top_referrers_net_reward", mode=base, limit=MAX_ROWS)
     top_revenue = await data.report("top_referrers_revenue", mode=base, limit=MAX_ROWS)
     awaiting: dict[str, list[Row]] = {}

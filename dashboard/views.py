@@ -58,6 +58,7 @@ HERE = Path(__file__).resolve().parent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 DATA: web.AppKey[Data] = web.AppKey("data", Data)
+IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity", Identity)
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates", jinja2.Environment)
 
@@ -102,7 +103,7 @@ def _auth_middleware(auth: AuthConfig) -> Any:
                           headers if verdict.status == 401 else None)  # fmt: skip
         if write and not _same_origin(request):
             return _error(403, "cross-site form submissions are refused")
-        request["identity"] = verdict
+        request[IDENTITY] = verdict
         return await handler(request)
 
     return check
@@ -111,7 +112,7 @@ def _auth_middleware(auth: AuthConfig) -> Any:
 def _render(request: web.Request, template: str, status: int = 200, **context: Any
             ) -> web.Response:  # fmt: skip
     env = request.app[TEMPLATES]
-    identity: Identity = request["identity"]
+    identity = request[IDENTITY]
     html = env.get_template(template).render(identity=identity, path=request.path, **context)
     return web.Response(text=html, content_type="text/html", status=status)
 
@@ -222,9 +223,11 @@ async def program_apply(request: web.Request) -> web.Response:
     form = read_form({k: str(v) for k, v in posted.items()}, program_id)
     program = to_program(form)
     preview_modes = await _modes(request.app[DATA])
-    page: dict[str, Any] = {"form": form, "program_id": program_id, "modes": [], "mode": "", "message": "",
-            "version": current[program_id].version if program_id else None, "preview": None,
-            "preview_modes": preview_modes}  # fmt: skip
+    page: dict[str, Any] = {
+        "form": form, "program_id": program_id, "modes": [], "mode": "", "message": "",
+        "version": current[program_id].version if program_id else None, "preview": None,
+        "preview_modes": preview_modes,
+    }  # fmt: skip
     preview_mode = pick_mode(str(posted.get("preview_mode", "")), preview_modes)
     page["preview_mode"] = preview_mode
     if program is None:
@@ -235,7 +238,7 @@ async def program_apply(request: web.Request) -> web.Response:
     if posted.get("action") == "preview":
         page["preview"] = await load_preview(request.app[DATA], program, preview_mode)
         return _render(request, "program_form.html", **page)
-    identity: Identity = request["identity"]
+    identity = request[IDENTITY]
     applied = await apply_change(kafka, program, changed_by=identity.name,
                                  method=identity.method, now_s=int(time.time()))  # fmt: skip
     note = f"{program.id} version {applied.version}" if applied else f"{program.id}: no change"
@@ -282,7 +285,7 @@ async def payout_submit(request: web.Request) -> web.Response:
     except PayoutInputError as exc:
         return _error(400, str(exc))
     await publish_payout(request.app[SETTINGS], record)
-    identity: Identity = request["identity"]
+    identity = request[IDENTITY]
     log.info("payout_submitted", extra={"payout_id": record["payout_id"], "referral_code": code,
                                         "by": identity.name})  # fmt: skip
     return _see_other(f"{PREFIX}/payouts/{quote(record['payout_id'])}?mode={quote(mode)}")

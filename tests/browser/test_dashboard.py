@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -288,6 +289,30 @@ def test_program_edit_is_validated_applied_and_decides_a_later_invoice(
     page.locator("#f-duration_months").fill("")
     for field in page.locator('input[name^="tier_"]').all():
         field.fill("")
+    # Preview on the latest month of the program's test-mode rewards, before applying.
+    page.locator("#preview-mode").select_option("test")
+    page.locator("#preview").click()
+    page.screenshot(path=running.artifacts / "program-preview.png", full_page=True)
+    shown = {
+        row.get_attribute("data-currency"): (
+            int(str(row.locator('[data-key="in_force_minor"]').get_attribute("data-minor"))),
+            int(str(row.locator('[data-key="edited_minor"]').get_attribute("data-minor"))),
+        )
+        for row in page.locator('table[data-table="preview"] tr[data-currency]').all()
+    }
+    records = blocking(read_topic(running.kafka.bootstrap, running.kafka.topic(topics.REWARDS),
+                                  "reward"))  # fmt: skip
+    test_rewards = {r["reward_id"]: r for _, r in records
+                    if not r["livemode"] and not r.get("account")}  # fmt: skip
+    month = max(time.strftime("%Y-%m", time.gmtime(r["paid_at"])) for r in test_rewards.values())
+    want: dict[str, list[int]] = {}
+    for r in test_rewards.values():
+        if time.strftime("%Y-%m", time.gmtime(r["paid_at"])) == month:
+            totals = want.setdefault(r["currency"], [0, 0])
+            totals[0] += r["reward_amount_minor"]
+            if r["line"] != "first_invoice_bonus":
+                totals[1] += half_up(Decimal(r["base_amount_minor"]) * Decimal("0.125"))
+    assert shown == {c: (a, b) for c, (a, b) in want.items()}
     page.locator("#apply").click()
     page.wait_for_url("**/dashboard/programs?applied=*")
     assert "sim-tiered version 2" in page.locator("#applied").inner_text()

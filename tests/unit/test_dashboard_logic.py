@@ -12,7 +12,7 @@ import pytest
 from dashboard.auth import AuthConfig, Identity, Refusal, authenticate, decide
 from dashboard.modes import in_mode, ledger_modes, pick_mode
 from dashboard.money import format_minor
-from dashboard.overview import month_end, month_starts, rewards_by_month
+from dashboard.overview import month_end, month_starts, rewards_by_month, trim_leading
 from dashboard.programs_form import field_of, form_from_program, read_form, to_program
 from dashboard.statement import statement_csv
 from refstream.settings import Secret, SettingsError, load_settings
@@ -170,6 +170,8 @@ def test_months_and_monthly_sums_stay_per_currency() -> None:
          "net_minor": 7},
     ]  # fmt: skip
     series = rewards_by_month(rows, ["2024-12", "2025-01", "2025-02"])
+    assert trim_leading(["2024-12", "2025-01", "2025-02"], series) == ["2025-01", "2025-02"]
+    assert series["usd"].months == ["2025-01", "2025-02"]
     assert series["usd"].get("2025-01", "net_minor") == 140
     assert series["eur"].get("2025-01", "rewards_minor") == 7
     assert series["usd"].get("2025-02", "net_minor") == 0
