@@ -98,7 +98,9 @@ class Running:
         return [dict(zip(body["columns"], row, strict=True)) for row in body["rows"]]
 
 
-@pytest.fixture(scope="session")
+# Module scope (there is one module): Playwright's sync API runs an event loop in the test
+# thread while it is open, which would break every later test that calls asyncio.run.
+@pytest.fixture(scope="module")
 def running(base_settings: Settings, broker: str, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[Running]:  # fmt: skip
     workdir = tmp_path_factory.mktemp("dashboard-pipeline")
@@ -163,13 +165,13 @@ def running(base_settings: Settings, broker: str, tmp_path_factory: pytest.TempP
         ARTIFACTS.append(artifacts)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     # --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
     browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
