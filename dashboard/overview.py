@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dashboard.data import MAX_ROWS, Data, Row
+from dashboard.money import major
 from dashboard.modes import account_of, base_mode, by_currency, in_mode
 
 TOP = 10
@@ -72,7 +73,7 @@ def revenue_by_month(per_month: Mapping[str, Iterable[Row]], months: list[str]
 
 
 def top_by_currency(rows: Iterable[Row], key: str, limit: int = TOP) -> dict[str, list[Row]]:
-    """The report's order (descending by `key`) kept, the first `limit` per currency."""
+    """The first `limit` rows per currency, descending by `key` (ties by code)."""
     return {
         currency: sorted(group, key=lambda r: (-int(r[key]), str(r["referral_code"])))[:limit]
         for currency, group in by_currency(rows).items()
@@ -202,7 +203,6 @@ async def load_overview(data: Data, mode: str, month_count: int = 12) -> Overvie
 def chart_payload(overview: Overview) -> dict[str, Any]:
     """What the page's chart script draws: one chart per currency and figure (major
     units for the axes; the tables beside them carry the exact minor units)."""
-    from dashboard.money import major
 
     def datasets(series: Series, currency: str, measures: dict[str, str]) -> list[Any]:
         return [
