@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dashboard.data import MAX_ROWS, Data, Row
-from dashboard.money import major
 from dashboard.modes import account_of, base_mode, by_currency, in_mode
+from dashboard.money import major
 
 TOP = 10
 
