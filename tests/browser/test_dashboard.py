@@ -109,7 +109,8 @@ def test_overview_numbers_equal_the_reports(running: Running, browser: Browser) 
         rewards = [r for r in running.report("referrer_rewards", mode=base) if r["mode"] == mode]
         split = [r for r in running.report("revenue_split", mode=base) if r["mode"] == mode]
         shown = tables(page, "rewards")
-        assert set(shown) == {r["currency"] for r in rewards}
+        # A currency with revenue but no reward may show a table of zeros; none is missing.
+        assert {r["currency"] for r in rewards} <= set(shown)
         for currency, cells in shown.items():
             mine = [r for r in rewards if r["currency"] == currency]
             for key in ("rewards_minor", "clawbacks_minor", "net_minor"):
@@ -154,10 +155,10 @@ def test_referrer_balances_statement_and_csv(running: Running, browser: Browser)
     page.goto(f"{running.base}/dashboard/referrers?mode=test&q={row['referral_code']}")
     page.get_by_role("link", name=row["referral_code"], exact=True).first.click()
     page.wait_for_url("**/referrers/*")
-    page.screenshot(path=running.artifacts / "statement.png", full_page=True)
-    if f"currency={row['currency']}" not in page.url:
+    if f"currency={row['currency']}" not in page.url:  # the link of another currency
         page.goto(f"{running.base}/dashboard/referrers/{row['referral_code']}"
                   f"?currency={row['currency']}&mode=test")  # fmt: skip
+    page.screenshot(path=running.artifacts / "statement.png", full_page=True)
     amounts = page.locator('td[data-key="amount_minor"]').evaluate_all(
         "tds => tds.map(td => Number(td.dataset.minor))"
     )
