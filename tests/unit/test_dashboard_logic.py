@@ -184,3 +184,34 @@ def test_statement_csv_keeps_numbers_and_defuses_formulas() -> None:
     parsed = list(csv.DictReader(io.StringIO(statement_csv(rows))))
     assert parsed[0]["record_id"] == "'=HYPERLINK(1)"
     assert parsed[0]["amount_minor"] == "-120"
+
+
+def _reward(ref: str, line: str, paid: int, base: int, amount: int, month: int | None,
+            basis: str = "net", customer: str = "c1") -> dict[str, object]:  # fmt: skip
+    return {"invoice_id": ref if line != "one_time" else "", "charge_id": ref, "line": line,
+            "currency": "usd", "payment_amount_minor": paid, "base_amount_minor": base,
+            "reward_amount_minor": amount, "tenure_month": month, "basis": basis,
+            "customer_key": customer, "month": "2025-07-01"}  # fmt: skip
+
+
+def test_preview_recomputes_each_payment_with_the_reward_engine() -> None:
+    from dashboard.preview import preview
+
+    rows = [
+        _reward("in_1", "invoice", 1100, 1000, 300, 1),  # 30% of the net base
+        _reward("in_1", "first_invoice_bonus", 1100, 1000, 2500, 1),
+        _reward("in_2", "invoice", 1100, 1000, 200, 4, customer="c2"),
+        _reward("ch_1", "one_time", 500, 500, 100, None, basis="gross"),
+    ]
+    tiers = [{"from_month": 1, "to_month": 3, "flat": {"usd": 70}}]
+    edited = parse_program({"id": "p", "rate": "10%", "basis": "net", "tiers": tiers})
+    result = preview(edited, rows, "test").currencies["usd"]
+    assert result.payments == 3 and result.in_force_minor == 3100
+    # in_1: tier flat 70, no bonus in the edit; in_2: 10% of 1000; ch_1 was gross, the edit
+    # is net: a gross -> net change cannot be recomputed.
+    assert result.edited_minor == 70 + 100
+    assert result.not_previewed == 1
+    gross = parse_program({"id": "p", "rate": "10%", "basis": "gross", "cap": {"usd": 150}})
+    capped = preview(gross, rows, "test").currencies["usd"]
+    # gross 10%: in_1 110 (c1), in_2 110 (c2), ch_1 50 but c1 has only 150 - 110 = 40 left.
+    assert capped.edited_minor == 110 + 110 + 40 and capped.not_previewed == 0
