@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from typing import Any
 
 from dashboard.data import Data
@@ -21,7 +22,21 @@ _DEAD_LETTERS = """
     ORDER BY stage"""
 
 
+CACHE_S = 15.0  # collect_status reads offsets and recent records: not on every page view
+_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
 async def load_health(data: Data, settings: Settings) -> dict[str, Any]:
+    key = f"{settings.kafka.bootstrap}/{settings.kafka.topic_prefix}"
+    cached = _cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < CACHE_S:
+        return cached[1]
+    health = await _load_health(data, settings)
+    _cache[key] = (time.monotonic(), health)
+    return health
+
+
+async def _load_health(data: Data, settings: Settings) -> dict[str, Any]:
     try:
         status = importlib.import_module("refstream.status")
     except ImportError:
