@@ -25,8 +25,8 @@ def account_of(mode: str) -> str:
 
 
 def is_mode(raw: str) -> bool:
-    base, _, account = raw.partition("@")
-    return base in PLATFORM_MODES and (not _ or account.startswith("acct_"))
+    base, at, account = raw.partition("@")
+    return base in PLATFORM_MODES and (not at or account.startswith("acct_"))
 
 
 def ledger_modes(rows: Iterable[Row]) -> list[str]:

@@ -94,6 +94,8 @@ def payout_record(
     amount_minor: int, now_s: int,
 ) -> dict[str, Any]:  # fmt: skip
     """The referral.payouts record, checked like `refstream payouts mark` checks it."""
+    if not code:
+        raise PayoutInputError("referral_code: name the referrer paid")
     if not PAYOUT_ID.match(payout_id):
         raise PayoutInputError("payout_id: 1-100 letters, digits, '_', '.', ':', '-'")
     if not reward_ids:

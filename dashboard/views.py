@@ -50,6 +50,7 @@ from dashboard.program_changes import apply_change, read_history
 from dashboard.programs_form import form_from_program, read_form, to_program
 from dashboard.statement import load_statement, statement_csv
 from refstream.settings import Settings
+from sinks.reports import ReportError
 from streams.payouts_cli import publish as publish_payout
 from streams.worker_programs import read_programs
 
@@ -104,7 +105,10 @@ def _auth_middleware(auth: AuthConfig) -> Any:
         if write and not _same_origin(request):
             return _error(403, "cross-site form submissions are refused")
         request[IDENTITY] = verdict
-        return await handler(request)
+        try:
+            return await handler(request)
+        except ReportError as exc:  # a parameter a report refused: the caller's input
+            return _error(400, str(exc))
 
     return check
 
@@ -151,10 +155,11 @@ async def referrers(request: web.Request) -> web.Response:
     search = request.query.get("q", "").strip()
     rows = in_mode(await request.app[DATA].report("balances", mode=base_mode(ctx["mode"]),
                                                   limit=MAX_ROWS), ctx["mode"])  # fmt: skip
+    truncated = len(rows) >= MAX_ROWS
     if search:
         rows = [r for r in rows if search.lower() in str(r["referral_code"]).lower()]
     return _render(request, "referrers.html", groups=by_currency(rows), search=search,
-                   truncated=len(rows) >= MAX_ROWS, **ctx)  # fmt: skip
+                   truncated=truncated, **ctx)  # fmt: skip
 
 
 def _statement_args(request: web.Request) -> tuple[str, str, str] | web.Response:

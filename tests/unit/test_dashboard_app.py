@@ -51,3 +51,14 @@ async def test_without_logins_reads_are_local_and_writes_refused_with_the_reason
         response = await client.post("/dashboard/payouts", data={"mode": "test"})
         assert response.status == 403
         assert "REFSTREAM_DASHBOARD_USERS" in (await response.json())["error"]
+
+
+async def test_a_payout_without_a_referrer_is_refused_before_anything_is_sent() -> None:
+    env = {"REFSTREAM_DASHBOARD_USERS": "ada:ada-password-000001"}
+    async with TestClient(_app(env)) as client:
+        response = await client.post(
+            "/dashboard/payouts", headers={"Authorization": LOGIN},
+            data={"mode": "test", "currency": "usd", "payout_id": "p1", "reward_id": "r1"},
+        )  # fmt: skip
+        assert response.status == 400
+        assert "referral_code" in (await response.json())["error"]
