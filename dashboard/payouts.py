@@ -51,6 +51,11 @@ WHERE payout_id = {payout_id:String} AND status IN ('paid', 'payout_rejected')
 ORDER BY reward_id"""
 
 
+CASH_SQL = """
+SELECT amount_minor, toString(currency) AS currency, referral_code
+FROM payouts FINAL WHERE payout_id = {payout_id:String} LIMIT 1"""
+
+
 class PayoutInputError(ValueError):
     """A payout form that cannot make a record; the message names the field."""
 
@@ -123,3 +128,9 @@ async def payout_outcome(data: Data, payout_id: str) -> tuple[str, list[Row]]:
     if rows:
         return "accepted", rows
     return "waiting", []
+
+
+async def payout_cash(data: Data, payout_id: str) -> Row | None:
+    """The payout record as recorded (cash, currency, referrer), None before the sink has it."""
+    rows = await data.query(CASH_SQL, {"payout_id": payout_id})
+    return rows[0] if rows else None

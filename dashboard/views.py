@@ -42,6 +42,7 @@ from dashboard.payouts import (
     cash_due_minor,
     groups,
     payable_rewards,
+    payout_cash,
     payout_outcome,
     payout_record,
 )
@@ -299,9 +300,10 @@ async def payout_submit(request: web.Request) -> web.Response:
 async def payout_result(request: web.Request) -> web.Response:
     payout_id = request.match_info["payout_id"]
     outcome, rows = await payout_outcome(request.app[DATA], payout_id)
+    cash = await payout_cash(request.app[DATA], payout_id)
     mode = request.query.get("mode", "")
     return _render(request, "payout_outcome.html", payout_id=payout_id, outcome=outcome,
-                   rows=rows, mode=mode if is_mode(mode) else "", modes=[])  # fmt: skip
+                   rows=rows, cash=cash, mode=mode if is_mode(mode) else "", modes=[])  # fmt: skip
 
 
 def new_payout_id() -> str:

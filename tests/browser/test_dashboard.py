@@ -256,6 +256,8 @@ def test_payout_marks_payable_rewards_paid_whole(running: Running, browser: Brow
         page.wait_for_timeout(1000)
         page.reload()
     assert page.locator("#outcome").get_attribute("data-outcome") == "accepted", page.content()
+    cash = page.locator('[data-key="cash_minor"]').get_attribute("data-minor")
+    assert int(str(cash)) == due  # every reward was chosen: the cash shown before is paid
     page.screenshot(path=running.artifacts / "payout-accepted.png", full_page=True)
     page.context.close()
 
