@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -124,6 +125,11 @@ class SinkSettings:
     # REFSTREAM_SINK_METRICS_PORT: where the sink serves Prometheus metrics (/metrics on
     # REFSTREAM_METRICS_HOST); unset: not served.
     metrics_port: int | None = None
+    # REFSTREAM_DASHBOARD_USERS: comma-separated `name:password` logins of the web
+    # dashboard (HTTP basic auth, served with the report API under /dashboard/). Writes
+    # (program changes, payouts) need one of them or the bearer token, and each change
+    # records the login's name. Names: letters, digits, `_ . @ -`; passwords 16+ characters.
+    dashboard_users: tuple[tuple[str, Secret], ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -272,6 +278,32 @@ def _token(raw: str | None) -> Secret | None:
     return Secret(raw)
 
 
+_USER_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+def _users(raw: str | None) -> tuple[tuple[str, Secret], ...]:
+    if raw is None:
+        return ()
+    users: list[tuple[str, Secret]] = []
+    for n, entry in enumerate(part for part in raw.split(",") if part.strip()):
+        name, sep, password = entry.strip().partition(":")
+        # Messages name the entry's position, never a password (nor its length).
+        if not sep or not _USER_NAME.match(name):
+            raise SettingsError(
+                f"{ENV_PREFIX}DASHBOARD_USERS entry {n + 1}: expected name:password with a "
+                "name of letters, digits, '_', '.', '@', '-'"
+            )
+        if len(password) < MIN_TOKEN_CHARS:
+            raise SettingsError(
+                f"{ENV_PREFIX}DASHBOARD_USERS entry {n + 1} ({name}): the password must be at "
+                f"least {MIN_TOKEN_CHARS} characters"
+            )
+        if any(existing == name for existing, _ in users):
+            raise SettingsError(f"{ENV_PREFIX}DASHBOARD_USERS: {name} is given twice")
+        users.append((name, Secret(password)))
+    return tuple(users)
+
+
 def _dsn(env: Mapping[str, str], name: str, default: Secret) -> Secret:
     raw = _get(env, name)
     if raw is None:
@@ -332,6 +364,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         query_api_port=_int(env, "QUERY_API_PORT", sk.query_api_port, minimum=1),
         query_api_token=_token(_get(env, "QUERY_API_TOKEN")),
         metrics_port=_opt_int(env, "SINK_METRICS_PORT", minimum=1),
+        dashboard_users=_users(_get(env, "DASHBOARD_USERS")),
     )
     if sink.query_api_token is None and not is_loopback(sink.query_api_host):
         # Reports are referrers' revenue: never served beyond this machine unauthenticated.
