@@ -25,6 +25,9 @@ def kafka_env(kafka: KafkaSettings) -> dict[str, str]:
         "REFSTREAM_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "REFSTREAM_TOPIC_PREFIX": kafka.topic_prefix,
         "REFSTREAM_EVENTS_PARTITIONS": str(kafka.events_partitions),
+        # A sink group of the test's own: a sink of an earlier test (or of a run sharing
+        # the broker) must not rebalance this one's.
+        "REFSTREAM_SINK_GROUP_ID": f"{kafka.topic_prefix}refstream-sinks",
     }
 
 
