@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from refstream.settings import KafkaSettings
 from tests.support.factories import event_bytes, signature_header
@@ -110,7 +111,10 @@ class Pipeline:
             )
 
             async def group_settled() -> bool:
-                state, members = await group_state(self.kafka.bootstrap, group)
+                try:
+                    state, members = await group_state(self.kafka.bootstrap, group)
+                except KafkaError:  # no coordinator yet (a broker just started): not yet
+                    return False
                 return state == "Stable" and members == self.workers
 
             await wait_until(group_settled, 120, 0.5, "the worker group to settle")
