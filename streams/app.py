@@ -22,12 +22,13 @@ Three agents, each on co-partitioned topics (same partition count, same key):
   which customer owns a payment intent, re-keys events that named only the payment
   (invoice_payment.*, guest refunds/disputes; parked until the owner is known) and answers
   a customer's probe before it calls a charge one-time (streams/payment_links.py).
-
-Internal topics carry Avro (schemas/correction, payment_link, link_probe_answer, tick).
-Metrics (refstream/metrics.py) are served on REFSTREAM_WORKER_METRICS_PORT; the leader
-exports the group's lag per partition.
 - referrers: referral.rewards + corrections + referral.payouts + referrer ticks, keyed by
   referral code; tables `referrers` and `reward_entries`. Emits clawbacks and statuses.
+
+Internal topics carry Avro (schemas/correction, payment_link, link_probe_answer, tick).
+Metrics (refstream/metrics.py) are served on REFSTREAM_WORKER_METRICS_PORT; the group's
+lag is read by `refstream status` (a lag timer inside the worker coincided with Faust
+partition stalls, see docs/OPERATIONS.md).
 
 Time-driven decisions (attribution windows, hold expiries) ride on tick records: the leader
 sends one tick per partition every `tick_interval_s`; a tick for partition p is processed
@@ -52,7 +53,6 @@ from refstream import topics
 from refstream.avro_codec import AvroCodec
 from refstream.metrics import WorkerMetrics, serve_worker
 from refstream.settings import Settings
-from refstream.status import group_lag
 from refstream.topics import LINK_PROBE_ANSWER_SCHEMA, TopicSpec, ensure_topics
 from streams.corrections import InvariantViolation, Step
 from streams.errors import BAD_INPUT, DEAD_LETTER, OutputEncodeError, crash_loudly
@@ -466,20 +466,6 @@ def create_app(settings: Settings, worker_metrics: WorkerMetrics | None = None) 
         for partition in range(n):
             for ticks in (customer_ticks, referrer_ticks):
                 await ticks.send(key=b"tick", value=value, partition=partition, force=True)
-
-    lag_topics = [prefixed(name) for name in (topics.STRIPE_EVENTS, REROUTED, LINKS)]
-    lag_topics += [prefixed(name) for name in (topics.REWARDS, CORRECTIONS, topics.PAYOUTS)]
-
-    @app.timer(interval=15.0, on_leader=True)
-    async def export_lag() -> None:
-        # The group's lag, once (by the leader): a partition whose lag only grows is stuck.
-        try:
-            lag = await group_lag(kafka.bootstrap, app.conf.id, lag_topics)
-        except Exception as exc:  # noqa: BLE001 -- a broker hiccup: try at the next interval
-            log.warning("lag_unavailable", extra={"error": type(exc).__name__})
-            return
-        for tp, records in lag.items():
-            metrics.consumer_lag.labels(app.conf.id, tp.topic, str(tp.partition)).set(records)
 
     @app.task
     async def follow_programs() -> None:

@@ -222,14 +222,6 @@ async def test_simulated_stream_lands_exactly_in_clickhouse(
         for (currency, mode), total in reward_totals(want_referrers).items():
             assert emitted.get((currency, mode), 0) >= total, (currency, mode)
 
-        async def lag_exported() -> bool:
-            samples = await worker_samples(pipeline.metrics_ports, "refstream_consumer_lag")
-            events = kafka.topic(topics.STRIPE_EVENTS)
-            return {s.labels["partition"] for s in samples if s.labels["topic"] == events} == {
-                str(p) for p in range(kafka.events_partitions)
-            }
-
-        await wait_until(lag_exported, 60, 2, "the leader's lag gauges for stripe.events")
         # The restarted sink counts what it wrote since its start, and its group's lag.
         rows = await worker_samples([sink_metrics_port], "refstream_sink_rows_total")
         assert sum(s.value for s in rows if s.labels["table"] == REWARDS_SPEC.table) > 0

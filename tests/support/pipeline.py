@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from refstream.settings import KafkaSettings
 from tests.support.factories import event_bytes, signature_header
@@ -38,21 +36,6 @@ def shuffled_with_duplicates(events: list[dict[str, Any]], rng: random.Random) -
     deliveries = events + rng.sample(events, k=len(events) // 3)
     rng.shuffle(deliveries)
     return deliveries
-
-
-async def group_state(bootstrap: str, group: str) -> tuple[str, int]:
-    """(state, member count) of a consumer group, from the broker."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        for response in await admin.describe_consumer_groups([group]):
-            for described in response.groups:
-                # DescribeGroups: (error_code, group_id, state, protocol_type, protocol,
-                # members, ...)
-                return str(described[2]), len(described[5])
-        return "Unknown", 0
-    finally:
-        await admin.close()
 
 
 @dataclass
@@ -102,22 +85,6 @@ class Pipeline:
                     return False
 
             await wait_until(ingress_up, 60, 0.5, "the ingress to listen")
-        if self.workers:
-            # Deliveries start once the workers' group has settled: a Faust rebalance while
-            # records are in flight can skip or stall a partition (docs/OPERATIONS.md,
-            # "Adding a worker"); the tests that kill a worker mid-stream do so on purpose.
-            group = self.kafka.topic(
-                self.extra_env.get("REFSTREAM_WORKER_APP_ID", "refstream-worker")
-            )
-
-            async def group_settled() -> bool:
-                try:
-                    state, members = await group_state(self.kafka.bootstrap, group)
-                except KafkaError:  # no coordinator yet (a broker just started): not yet
-                    return False
-                return state == "Stable" and members == self.workers
-
-            await wait_until(group_settled, 120, 0.5, "the worker group to settle")
         return self
 
     def stop(self) -> None:
