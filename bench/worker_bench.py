@@ -82,15 +82,21 @@ async def produce(topic: str, records: list[dict]) -> None:
         await producer.stop()
 
 
+async def reader_from_start(topic: str) -> AIOKafkaConsumer:
+    """A started consumer (no group) positioned at the start of every partition of topic."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return consumer
+
+
 async def bare_consumer_rate(topic: str, expected: int) -> float:
     """Records/s of read + Avro decode + JSON decode of the body, from the start."""
     codec = AvroCodec.for_schema("stripe_event")
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
-    await consumer.start()
+    consumer = await reader_from_start(topic)
     try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         seen, started = 0, time.perf_counter()
         while seen < expected:
             batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
@@ -154,12 +160,8 @@ def drain(ports: list[int], at_least: float, idle_s: float = 8.0, limit_s: float
 
 def state_sizes(topic: str) -> dict:
     async def read() -> list[int]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
-        await consumer.start()
+        consumer = await reader_from_start(topic)
         try:
-            tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
             sizes: list[int] = []
             while batches := await consumer.getmany(timeout_ms=1500, max_records=5000):
                 for records in batches.values():
