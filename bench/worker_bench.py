@@ -45,8 +45,8 @@ from refstream.topics import STRIPE_EVENTS, ensure_topics
 from simulator.plan import DeliveryOptions, delivery_plan
 from simulator.scenario import ScenarioConfig, generate
 from simulator.stripe_factory import StripeFactory
-from streams.app import internal_specs
 from streams.programs import parse_programs_toml
+from streams.worker.topology import internal_specs
 from streams.worker_programs import apply_programs
 
 BOOTSTRAP = os.environ.get("REFSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")

@@ -34,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["start", "stop", "status"])
     add("topics", "create refstream's Kafka topics (idempotent)", "refstream.commands:topics")
     add("ingress", "serve the Stripe webhook endpoint", "ingress.server:main")
-    add("worker", "run a stream worker (attribution, rewards, corrections)", "streams.app:main")
+    add(
+        "worker",
+        "run a stream worker (attribution, rewards, corrections)",
+        "streams.worker.runtime:main",
+    )
     programs = add("programs", "apply or show reward programs", "streams.programs_cli:main")
     programs.add_argument("action", choices=["apply", "show", "check"])
     programs.add_argument("file", nargs="?", help="program file (TOML) for apply and check")

@@ -147,12 +147,12 @@ class SinkSettings:
 
 @dataclass(frozen=True)
 class StreamsSettings:
-    # REFSTREAM_WORKER_APP_ID: the Faust app id: consumer group of the workers and prefix of
+    # REFSTREAM_WORKER_APP_ID: the consumer group of the workers and the prefix of
     # their table changelog topics. Change it only to start a ledger from scratch.
     app_id: str = "refstream-worker"
-    # REFSTREAM_WORKER_DATA_DIR: local RocksDB copies of the tables (rebuilt from the
-    # changelog topics when lost). One folder per worker process.
-    data_dir: Path = REPO_ROOT / ".local" / "worker"
+    # REFSTREAM_WORKER_BATCH_MAX: most records a worker decides per batch (outputs, state
+    # and offsets are made durable once per batch).
+    batch_max: int = 2000
     # REFSTREAM_REFERRAL_CODE_KEY / REFSTREAM_NEW_USER_ID_KEY / REFSTREAM_ORGANIZATION_ID_KEY:
     # the Stripe metadata keys that carry the referral.
     referral_code_key: str = "cello_ucc"
@@ -380,7 +380,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     st = StreamsSettings()
     streams = StreamsSettings(
         app_id=_str(env, "WORKER_APP_ID", st.app_id),
-        data_dir=Path(_str(env, "WORKER_DATA_DIR", str(st.data_dir))),
+        batch_max=_int(env, "WORKER_BATCH_MAX", st.batch_max, minimum=1),
         referral_code_key=_str(env, "REFERRAL_CODE_KEY", st.referral_code_key),
         new_user_id_key=_str(env, "NEW_USER_ID_KEY", st.new_user_id_key),
         organization_id_key=_str(env, "ORGANIZATION_ID_KEY", st.organization_id_key),

@@ -26,9 +26,9 @@ LIFECYCLE = "referral.lifecycle"
 REWARD_STATUS = "referral.status"
 PAYOUTS = "referral.payouts"
 PROGRAMS = "referral.programs"
-# Internal: time signals for the workers' windows and holds (see streams/app.py).
+# Internal: time signals for the workers' windows and holds (see streams/worker/).
 TICKS = "refstream.ticks"
-# Internal: payment intent -> owner, events to re-key and link probes (see streams/app.py).
+# Internal: payment intent -> owner, events to re-key and link probes (see streams/worker/).
 LINKS = "refstream.links"
 
 # The Avro schema (schemas/<name>.avsc) of each topic's record values.
@@ -43,7 +43,7 @@ TOPIC_SCHEMAS = {
     PAYOUTS: "payout",
 }
 # Schemas of the topics between the worker's own agents (names as in streams/worker_core.py
-# and streams/app.py). Not a contract with downstream services, but records outlive a
+# and streams/worker/). Not a contract with downstream services, but records outlive a
 # deploy (retained, or in flight during a rolling upgrade), so they evolve by the same rules
 # and the codec reads every committed version (schemas/history/).
 INTERNAL_TOPIC_SCHEMAS = {

@@ -1,6 +1,6 @@
-"""The seam between the Faust wiring (streams/app.py) and the pure decision cores.
+"""The seam between the worker runtime (streams/worker/) and the pure decision cores.
 
-Faust tables hold bytes; the cores work on plain state. These adapters convert between the
+Tables hold bytes; the cores work on plain state. These adapters convert between the
 two, route an envelope to its state key, and name the topic and encoding of each output,
 so the wiring never takes a decision and the cores never touch Kafka.
 
@@ -8,7 +8,7 @@ Customer side (`CustomerCore`, per customer key): the ledger (attribution, rewar
 the customer half of the corrections (refund and dispute amounts) and lifecycle records.
 Refunds and disputes that name no customer arrive keyed by their payment intent; when no
 state lives under that key they are forwarded to the payment-link agent, which sends them
-back keyed by the customer that owns the payment intent (see streams/app.py).
+back keyed by the customer that owns the payment intent (see streams/worker/links.py).
 
 Referrer side (`ReferrerCore`, per referral code): holds, payouts, the mode of each
 correction, balances.

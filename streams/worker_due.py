@@ -1,9 +1,9 @@
-"""An index of when table keys next need a tick, kept in a Faust table.
+"""An index of when table keys next need a tick, kept in a table of its own.
 
 Keys are filed in minute buckets per partition (`"<partition>:<minute>"` -> JSON list of
 keys) with a per-partition cursor (`"<partition>:cursor"`): an event files its key under
-its own partition (Faust writes a table's changelog to the partition of the event being
-processed), and a tick for partition p drains p's buckets from the cursor up to now. A
+its own partition (a table's changes go to the changelog partition of the record being
+decided), and a tick for partition p drains p's buckets from the cursor up to now. A
 due time already behind the cursor is filed under the cursor's bucket, so nothing is
 skipped; the current minute's bucket is kept until the minute is over.
 """

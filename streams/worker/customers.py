@@ -1,0 +1,133 @@
+"""The customer agent: stripe.events, rerouted events and customer ticks, keyed by customer.
+
+Table `customers` holds each customer's ledger state (streams.worker_core.CustomerCore
+decides); `customer-due` files when a state next needs a tick. Emits rewards, attributions,
+lifecycle records, corrections for the referrer side and payment links.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+
+from aiokafka import ConsumerRecord
+
+from refstream.avro_codec import AvroCodec
+from refstream.metrics import WorkerMetrics
+from refstream.topics import LINK_PROBE_ANSWER_SCHEMA
+from streams.corrections import InvariantViolation
+from streams.errors import BAD_INPUT, DEAD_LETTER
+from streams.stripe_lookup import CustomerLookup
+from streams.worker.clock import now_s
+from streams.worker.emitter import Emitter, encode
+from streams.worker.tables import PartitionTable
+from streams.worker.topology import CUSTOMER_TICKS, LINKS, REROUTED
+from streams.worker_core import CustomerCore, Output, decode_internal, is_probe_answer
+from streams.worker_due import DueHandler, DueIndex
+from streams.worker_programs import ProgramCache
+
+log = logging.getLogger(__name__)
+
+
+class CustomerAgent:
+    def __init__(
+        self,
+        core: CustomerCore,
+        programs: ProgramCache,
+        emitter: Emitter,
+        metrics: WorkerMetrics,
+        lookup: CustomerLookup | None,
+        stats: Counter[str],
+    ) -> None:
+        self.core, self.programs, self.emitter = core, programs, emitter
+        self.metrics, self.lookup, self.stats = metrics, lookup, stats
+        self.envelope_codec = AvroCodec.for_schema("stripe_event")
+
+    async def handle(
+        self, record: ConsumerRecord, source: str, customers: PartitionTable, due: DueIndex
+    ) -> None:
+        """One record of the agent's topics (`source`: its unprefixed topic name)."""
+        if source == CUSTOMER_TICKS:
+            now_s = decode_internal("tick", record.value)["now_s"]
+            handler = self.emitter.isolated(self._due_handler(customers), record)
+            await due.drain(record.partition, now_s, handler)
+        elif is_probe_answer(dict(record.headers or ())):
+            await self._on_probe_answer(record, customers, due)
+        else:
+            outcome, event_type = await self._on_stripe_event(record, source, customers, due)
+            self.metrics.event(event_type or "unreadable", outcome)
+
+    async def _on_probe_answer(
+        self, record: ConsumerRecord, customers: PartitionTable, due: DueIndex
+    ) -> None:
+        answer = decode_internal(LINK_PROBE_ANSWER_SCHEMA, record.value)
+        key = answer["state_key"].encode()
+        result = self.core.on_probe_answer(
+            customers.get(key), answer["charge_id"], self.programs.current(), now_s()
+        )
+        await self.emitter.emit(result.outputs)
+        if result.state is not None:
+            customers[key] = result.state
+        due.add(record.partition, key, result.due_s)
+
+    async def _on_stripe_event(
+        self, record: ConsumerRecord, source: str, customers: PartitionTable, due: DueIndex
+    ) -> tuple[str, str | None]:
+        """Decide one stripe.events (or rerouted) record: (metric outcome, event type)."""
+        try:
+            envelope = self.envelope_codec.decode(record.value)
+            routed = self.core.route(envelope)
+            raw_event = json.loads(envelope["body"])
+        except BAD_INPUT as exc:
+            await self.emitter.dead_letter(record, exc, None)
+            return "dead_lettered", None
+        if routed is None:
+            self.stats["skipped"] += 1
+            return "ignored", str(envelope.get("type"))
+        event_type = routed.event.type
+        raw_state = customers.get(routed.state_key)
+        if source != REROUTED and self.core.needs_owner(routed, raw_state):
+            # Only the payment intent is named: let the link agent find its customer.
+            link = {"event": self.envelope_codec.encode(envelope)}
+            await self.emitter.emit([Output(LINKS, routed.event.partition_key, link)])
+            self.stats["sent_for_owner"] += 1
+            return "decided", event_type  # decided where its owner's state lives
+        try:
+            result = self.core.on_event(
+                raw_state, routed, self.programs.current(), now_s(), raw_event
+            )
+            encoded = encode(result.outputs)
+        except InvariantViolation:
+            raise  # the ledger itself would break: stop loudly, never skip
+        except DEAD_LETTER as exc:  # an odd event or a routing fault
+            await self.emitter.dead_letter(record, exc, routed.event.event_id)
+            return "dead_lettered", event_type
+        self.stats[result.outcome] += 1
+        await self.emitter.send(encoded, result.outputs)
+        if result.state is not None:
+            customers[routed.state_key] = result.state
+        due.add(record.partition, routed.state_key, result.due_s)
+        return ("duplicate" if result.outcome == "duplicate" else "decided"), event_type
+
+    def _due_handler(self, customers: PartitionTable) -> DueHandler:
+        async def handle(key: bytes, now: int) -> int | None:
+            programs = self.programs.current()
+            if self.lookup is not None and (
+                target := self.core.lookup_target(customers.get(key), now)
+            ):
+                # Revenue waited long enough for its attribution event: ask Stripe once.
+                customer_id, account = target
+                touch = await self.lookup.touch(customer_id, now, account)
+                self.stats["looked_up_found" if touch else "looked_up_nothing"] += 1
+                looked = self.core.on_lookup(customers[key], touch, programs, now)
+                await self.emitter.emit(looked.outputs)
+                if looked.state is not None:
+                    customers[key] = looked.state
+            result = self.core.on_tick(customers.get(key), programs, now)
+            await self.emitter.emit(result.outputs)
+            if result.state is not None:
+                customers[key] = result.state
+            return result.due_s
+
+        return handle
