@@ -129,7 +129,6 @@ def start_worker(env: dict[str, str], workdir: Path, n: int, port: int) -> subpr
     log = open(workdir / f"worker{n}.log", "ab")
     child_env = {
         **env,
-        "REFSTREAM_WORKER_DATA_DIR": str(workdir / f"worker{n}"),
         "REFSTREAM_WORKER_METRICS_PORT": str(port),
     }
     return subprocess.Popen(

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from refstream import topics
 from refstream.avro_codec import AvroCodec
 from refstream.settings import Settings
@@ -137,16 +139,39 @@ class CoreResult:
 
 
 @dataclass(frozen=True)
+class StateResult:
+    """A decision on a decoded state (what the worker's batches use: a state is decoded
+    once per batch and encoded once when the batch is flushed)."""
+
+    state: CustomerState | None  # None: unchanged, nothing to store
+    outputs: list[Output] = field(default_factory=list)
+    due_s: int | None = None
+    outcome: str = "unchanged"
+
+
+@dataclass(frozen=True)
 class Routed:
     event: StripeEvent
     state_key: bytes
 
 
 def _dump(state: dict[str, Any]) -> bytes:
-    return json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
+    return orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
+
+
+def load_customer(raw: bytes | None) -> CustomerState | None:
+    return None if raw is None else CustomerState.from_json(orjson.loads(raw))
+
+
+def dump_customer(state: CustomerState) -> bytes:
+    return _dump(state.to_json())
 
 
 class CustomerCore:
+    """The customer side's decisions, on decoded states (`*_state` methods, which never
+    change the state they are given) or on table bytes (the same decisions, for callers
+    that keep bytes)."""
+
     def __init__(
         self,
         config: LedgerConfig,
@@ -185,11 +210,11 @@ class CustomerCore:
         return None if key is None else Routed(event, key.encode())
 
     @staticmethod
-    def needs_owner(routed: Routed, raw_state: bytes | None) -> bool:
+    def needs_owner(routed: Routed, state: object | None) -> bool:
         """A refund or dispute keyed by a payment intent that no state lives under: the
         payment belongs to a customer keyed elsewhere (or is not seen yet)."""
         event = routed.event
-        if raw_state is not None:
+        if state is not None:
             return False
         if event.type in LINK_TYPES:
             return event.key_source in ("payment_intent", "charge")  # names no customer
@@ -199,6 +224,90 @@ class CustomerCore:
             and event.type not in HANDLED_TYPES  # the ledger itself handles guest payments
         )
 
+    # --- decisions on decoded states ------------------------------------------------------
+
+    def on_event_state(
+        self,
+        before: CustomerState | None,
+        routed: Routed,
+        programs: Mapping[str, ProgramVersion],
+        now_s: int,
+        raw_event: Mapping[str, Any],
+    ) -> StateResult:
+        decision = decide(before, routed.event, programs.values(), self.config, now=now_s)
+        if decision.outcome == Outcome.DUPLICATE:
+            return StateResult(None, outcome=str(decision.outcome))
+        if decision.state is None:
+            state = new_state(routed.event)
+        elif decision.state is before:  # not handled by the ledger: copy before changing
+            state = decision.state.copy()
+        else:
+            state = decision.state  # already the ledger's own new copy
+        outputs = [Output(o.topic, o.key, o.value) for o in decision.outputs]
+        outputs += self._corrections(state, outputs, raw_event)
+        outputs += self._lifecycle(state, raw_event)
+        outputs += _new_links(before, state)
+        return StateResult(state, outputs, self._due(state), str(decision.outcome))
+
+    def on_tick_state(
+        self, before: CustomerState | None, programs: Mapping[str, ProgramVersion], now_s: int
+    ) -> StateResult:
+        if before is None:
+            return StateResult(None)
+        decision = tick(before, programs.values(), self.config, now=now_s)
+        return self._timed(before, decision)
+
+    def on_probe_answer_state(
+        self,
+        before: CustomerState | None,
+        charge_id: str,
+        programs: Mapping[str, ProgramVersion],
+        now_s: int,
+    ) -> StateResult:
+        """The link agent has nothing more in flight for this charge: classify it now."""
+        if before is None:
+            return StateResult(None)
+        decision = links_probed(before, charge_id, programs.values(), self.config, now=now_s)
+        return self._timed(before, decision)
+
+    def on_lookup_state(
+        self,
+        before: CustomerState,
+        touch: Touch | None,
+        programs: Mapping[str, ProgramVersion],
+        now_s: int,
+    ) -> StateResult:
+        """Apply what the Stripe API said (a touch, or nothing); never asks twice."""
+        state = before.copy()
+        outputs: list[Output] = []
+        if touch is not None:
+            decision = attribute(state, touch, programs.values(), self.config, now=now_s)
+            state = (decision.state or state).copy()
+            outputs = [Output(o.topic, o.key, o.value) for o in decision.outputs]
+            outputs += self._corrections(state, outputs, None)
+        state.extra["lookup_done"] = True
+        return StateResult(state, outputs, self._due(state), "looked_up")
+
+    def lookup_target_state(
+        self, state: CustomerState | None, now_s: int
+    ) -> tuple[str, str | None] | None:
+        """(customer id, Connect account) to look up now, if its lookup is due."""
+        if state is None:
+            return None
+        due = self.lookup_due(state)
+        return (state.customer_key, state.account) if due is not None and due <= now_s else None
+
+    def _timed(self, before: CustomerState, decision: Decision) -> StateResult:
+        """The result of a decision taken without a Stripe event (a tick, a probe answer)."""
+        if decision.outcome == Outcome.UNCHANGED or decision.state is None:
+            return StateResult(None, due_s=self._due(before))
+        state = decision.state.copy()
+        outputs = [Output(o.topic, o.key, o.value) for o in decision.outputs]
+        outputs += self._corrections(state, outputs, None)
+        return StateResult(state, outputs, self._due(state), str(decision.outcome))
+
+    # --- the same decisions on table bytes --------------------------------------------------
+
     def on_event(
         self,
         raw_state: bytes | None,
@@ -207,39 +316,13 @@ class CustomerCore:
         now_s: int,
         raw_event: Mapping[str, Any],
     ) -> CoreResult:
-        before = None if raw_state is None else _load_customer(raw_state)
-        decision = decide(before, routed.event, programs.values(), self.config, now=now_s)
-        if decision.outcome == Outcome.DUPLICATE:
-            return CoreResult(None, outcome=str(decision.outcome))
-        if decision.state is None:
-            state = new_state(routed.event)
-        elif decision.state is before:  # not handled by the ledger: copy before changing
-            state = _copy(decision.state)
-        else:
-            state = decision.state  # already the ledger's own new copy
-        outputs = [Output(o.topic, o.key, o.value) for o in decision.outputs]
-        outputs += self._corrections(state, outputs, raw_event)
-        outputs += self._lifecycle(state, raw_event)
-        outputs += _new_links(before, state)
-        return self._result(raw_state, state, outputs, str(decision.outcome))
+        before = load_customer(raw_state)
+        return _encoded(raw_state, self.on_event_state(before, routed, programs, now_s, raw_event))
 
     def on_tick(
         self, raw_state: bytes | None, programs: Mapping[str, ProgramVersion], now_s: int
     ) -> CoreResult:
-        if raw_state is None:
-            return CoreResult(None)
-        before = _load_customer(raw_state)
-        decision = tick(before, programs.values(), self.config, now=now_s)
-        return self._timed(raw_state, before, decision)
-
-    def _timed(self, raw_state: bytes, before: CustomerState, decision: Decision) -> CoreResult:
-        """The result of a decision taken without a Stripe event (a tick, a probe answer)."""
-        if decision.outcome == Outcome.UNCHANGED or decision.state is None:
-            return CoreResult(None, due_s=self._due(before))
-        state = _copy(decision.state)
-        outputs = [Output(o.topic, o.key, o.value) for o in decision.outputs]
-        outputs += self._corrections(state, outputs, None)
-        return self._result(raw_state, state, outputs, str(decision.outcome))
+        return _encoded(raw_state, self.on_tick_state(load_customer(raw_state), programs, now_s))
 
     def on_probe_answer(
         self,
@@ -248,12 +331,23 @@ class CustomerCore:
         programs: Mapping[str, ProgramVersion],
         now_s: int,
     ) -> CoreResult:
-        """The link agent has nothing more in flight for this charge: classify it now."""
-        if raw_state is None:
-            return CoreResult(None)
-        before = _load_customer(raw_state)
-        decision = links_probed(before, charge_id, programs.values(), self.config, now=now_s)
-        return self._timed(raw_state, before, decision)
+        before = load_customer(raw_state)
+        return _encoded(raw_state, self.on_probe_answer_state(before, charge_id, programs, now_s))
+
+    def on_lookup(
+        self,
+        raw_state: bytes,
+        touch: Touch | None,
+        programs: Mapping[str, ProgramVersion],
+        now_s: int,
+    ) -> CoreResult:
+        before = CustomerState.from_json(orjson.loads(raw_state))
+        return _encoded(raw_state, self.on_lookup_state(before, touch, programs, now_s))
+
+    def lookup_target(self, raw_state: bytes | None, now_s: int) -> tuple[str, str | None] | None:
+        return self.lookup_target_state(load_customer(raw_state), now_s)
+
+    # --- shared -------------------------------------------------------------------------------
 
     def lookup_due(self, state: CustomerState) -> int | None:
         """When to ask the Stripe API for this customer's referral, or None: only once, for
@@ -274,33 +368,6 @@ class CustomerCore:
         """When the state next needs a tick: a ledger window, or its Stripe lookup."""
         deadlines = (next_deadline(state, self.config), self.lookup_due(state))
         return min((d for d in deadlines if d is not None), default=None)
-
-    def lookup_target(self, raw_state: bytes | None, now_s: int) -> tuple[str, str | None] | None:
-        """(customer id, Connect account) to look up now, if its lookup is due."""
-        if raw_state is None:
-            return None
-        state = _load_customer(raw_state)
-        due = self.lookup_due(state)
-        return (state.customer_key, state.account) if due is not None and due <= now_s else None
-
-    def on_lookup(
-        self,
-        raw_state: bytes,
-        touch: Touch | None,
-        programs: Mapping[str, ProgramVersion],
-        now_s: int,
-    ) -> CoreResult:
-        """Apply what the Stripe API said (a touch, or nothing); never asks twice."""
-        before = _load_customer(raw_state)
-        state = _copy(before)
-        outputs: list[Output] = []
-        if touch is not None:
-            decision = attribute(state, touch, programs.values(), self.config, now=now_s)
-            state = _copy(decision.state or state)
-            outputs = [Output(o.topic, o.key, o.value) for o in decision.outputs]
-            outputs += self._corrections(state, outputs, None)
-        state.extra["lookup_done"] = True
-        return self._result(raw_state, state, outputs, "looked_up")
 
     def _corrections(
         self, state: CustomerState, outputs: list[Output], raw_event: Mapping[str, Any] | None
@@ -340,23 +407,16 @@ class CustomerCore:
             for record in lifecycle_records(raw_event, referral_code=code)
         ]
 
-    def _result(
-        self,
-        raw_before: bytes | None,
-        state: CustomerState,
-        outputs: list[Output],
-        outcome: str,
-    ) -> CoreResult:
-        # One serialisation: the stored bytes are _dump's (sorted, compact), so equal bytes
-        # mean an unchanged state (profiled: comparing two to_json() took a sixth of a
-        # worker's time).
-        after = _dump(state.to_json())
-        return CoreResult(
-            state=after if raw_before is None or after != raw_before else None,
-            outputs=outputs,
-            due_s=self._due(state),
-            outcome=outcome,
-        )
+
+def _encoded(raw_before: bytes | None, result: StateResult) -> CoreResult:
+    """A state result as table bytes; equal bytes mean an unchanged state."""
+    after = None if result.state is None else dump_customer(result.state)
+    return CoreResult(
+        state=None if after is None or after == raw_before else after,
+        outputs=result.outputs,
+        due_s=result.due_s,
+        outcome=result.outcome,
+    )
 
 
 def _cause(raw_event: Mapping[str, Any] | None, state: CustomerState) -> tuple[str, int]:
@@ -381,14 +441,6 @@ def _ledger_links(
         if not linked and invoice_id in state.invoices:
             found.append(PaymentLink(invoice_id, None, charge, None, *cause))
     return found
-
-
-def _load_customer(raw: bytes) -> CustomerState:
-    return CustomerState.from_json(json.loads(raw))
-
-
-def _copy(state: CustomerState) -> CustomerState:
-    return CustomerState.from_json(json.loads(json.dumps(state.to_json())))
 
 
 def payment_intents(state: CustomerState | None) -> set[str]:

@@ -18,16 +18,26 @@ from refstream.metrics import WorkerMetrics
 from refstream.topics import LINK_PROBE_ANSWER_SCHEMA
 from streams.corrections import InvariantViolation
 from streams.errors import BAD_INPUT, DEAD_LETTER
+from streams.ledger_state import CustomerState
 from streams.stripe_lookup import CustomerLookup
 from streams.worker.clock import now_s
 from streams.worker.emitter import Emitter, encode
-from streams.worker.tables import PartitionTable
+from streams.worker.tables import DecodedView, PartitionTable
 from streams.worker.topology import CUSTOMER_TICKS, LINKS, REROUTED
-from streams.worker_core import CustomerCore, Output, decode_internal, is_probe_answer
+from streams.worker_core import (
+    CustomerCore,
+    Output,
+    decode_internal,
+    dump_customer,
+    is_probe_answer,
+    load_customer,
+)
 from streams.worker_due import DueHandler, DueIndex
 from streams.worker_programs import ProgramCache
 
 log = logging.getLogger(__name__)
+
+CustomerStates = DecodedView[CustomerState]
 
 
 class CustomerAgent:
@@ -43,11 +53,22 @@ class CustomerAgent:
         self.core, self.programs, self.emitter = core, programs, emitter
         self.metrics, self.lookup, self.stats = metrics, lookup, stats
         self.envelope_codec = AvroCodec.for_schema("stripe_event")
+        self._views: dict[int, CustomerStates] = {}  # partition -> its states in this batch
+
+    def end_batch(self) -> None:
+        """Encode every state the batch changed into its table (once per state)."""
+        for view in self._views.values():
+            view.end_batch()
+        self._views = {}
 
     async def handle(
-        self, record: ConsumerRecord, source: str, customers: PartitionTable, due: DueIndex
+        self, record: ConsumerRecord, source: str, table: PartitionTable, due: DueIndex
     ) -> None:
         """One record of the agent's topics (`source`: its unprefixed topic name)."""
+        customers = self._views.get(record.partition)
+        if customers is None or customers.table is not table:
+            customers = DecodedView(table, load_customer, dump_customer)
+            self._views[record.partition] = customers
         if source == CUSTOMER_TICKS:
             now_s = decode_internal("tick", record.value)["now_s"]
             handler = self.emitter.isolated(self._due_handler(customers), record)
@@ -59,20 +80,20 @@ class CustomerAgent:
             self.metrics.event(event_type or "unreadable", outcome)
 
     async def _on_probe_answer(
-        self, record: ConsumerRecord, customers: PartitionTable, due: DueIndex
+        self, record: ConsumerRecord, customers: CustomerStates, due: DueIndex
     ) -> None:
         answer = decode_internal(LINK_PROBE_ANSWER_SCHEMA, record.value)
         key = answer["state_key"].encode()
-        result = self.core.on_probe_answer(
+        result = self.core.on_probe_answer_state(
             customers.get(key), answer["charge_id"], self.programs.current(), now_s()
         )
         await self.emitter.emit(result.outputs)
         if result.state is not None:
-            customers[key] = result.state
+            customers.put(key, result.state)
         due.add(record.partition, key, result.due_s)
 
     async def _on_stripe_event(
-        self, record: ConsumerRecord, source: str, customers: PartitionTable, due: DueIndex
+        self, record: ConsumerRecord, source: str, customers: CustomerStates, due: DueIndex
     ) -> tuple[str, str | None]:
         """Decide one stripe.events (or rerouted) record: (metric outcome, event type)."""
         try:
@@ -86,16 +107,16 @@ class CustomerAgent:
             self.stats["skipped"] += 1
             return "ignored", str(envelope.get("type"))
         event_type = routed.event.type
-        raw_state = customers.get(routed.state_key)
-        if source != REROUTED and self.core.needs_owner(routed, raw_state):
+        before = customers.get(routed.state_key)
+        if source != REROUTED and self.core.needs_owner(routed, before):
             # Only the payment intent is named: let the link agent find its customer.
             link = {"event": self.envelope_codec.encode(envelope)}
             await self.emitter.emit([Output(LINKS, routed.event.partition_key, link)])
             self.stats["sent_for_owner"] += 1
             return "decided", event_type  # decided where its owner's state lives
         try:
-            result = self.core.on_event(
-                raw_state, routed, self.programs.current(), now_s(), raw_event
+            result = self.core.on_event_state(
+                before, routed, self.programs.current(), now_s(), raw_event
             )
             encoded = encode(result.outputs)
         except InvariantViolation:
@@ -106,28 +127,28 @@ class CustomerAgent:
         self.stats[result.outcome] += 1
         await self.emitter.send(encoded, result.outputs)
         if result.state is not None:
-            customers[routed.state_key] = result.state
+            customers.put(routed.state_key, result.state)
         due.add(record.partition, routed.state_key, result.due_s)
         return ("duplicate" if result.outcome == "duplicate" else "decided"), event_type
 
-    def _due_handler(self, customers: PartitionTable) -> DueHandler:
+    def _due_handler(self, customers: CustomerStates) -> DueHandler:
         async def handle(key: bytes, now: int) -> int | None:
             programs = self.programs.current()
-            if self.lookup is not None and (
-                target := self.core.lookup_target(customers.get(key), now)
-            ):
-                # Revenue waited long enough for its attribution event: ask Stripe once.
-                customer_id, account = target
-                touch = await self.lookup.touch(customer_id, now, account)
-                self.stats["looked_up_found" if touch else "looked_up_nothing"] += 1
-                looked = self.core.on_lookup(customers[key], touch, programs, now)
-                await self.emitter.emit(looked.outputs)
-                if looked.state is not None:
-                    customers[key] = looked.state
-            result = self.core.on_tick(customers.get(key), programs, now)
+            state = customers.get(key)
+            if self.lookup is not None and state is not None:
+                if target := self.core.lookup_target_state(state, now):
+                    # Revenue waited long enough for its attribution event: ask Stripe once.
+                    customer_id, account = target
+                    touch = await self.lookup.touch(customer_id, now, account)
+                    self.stats["looked_up_found" if touch else "looked_up_nothing"] += 1
+                    looked = self.core.on_lookup_state(state, touch, programs, now)
+                    await self.emitter.emit(looked.outputs)
+                    if looked.state is not None:
+                        customers.put(key, looked.state)
+            result = self.core.on_tick_state(customers.get(key), programs, now)
             await self.emitter.emit(result.outputs)
             if result.state is not None:
-                customers[key] = result.state
+                customers.put(key, result.state)
             return result.due_s
 
         return handle

@@ -194,6 +194,7 @@ class WorkerRuntime:
             for record in records:
                 await self._handle(source, record)
             count += len(records)
+        self.customers.end_batch()  # the batch's decoded states, encoded once each
         await self.emitter.flush()  # 2: every output acknowledged
         await self.store.flush(self.producer)  # 3: then the state
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}

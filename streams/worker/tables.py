@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class PartitionTable(MutableMapping[bytes, bytes]):
@@ -117,3 +120,36 @@ class TableStore:
             metadata = await sent
             table.next_offset = max(table.next_offset, metadata.offset + 1)
         return len(pending)
+
+
+class DecodedView(Generic[T]):
+    """A table partition's values decoded, for the batch in hand: a key is decoded on its
+    first read and encoded once, when the batch ends (`end_batch`), however many of the
+    batch's records changed it. Values put here must not be changed afterwards (the cores
+    return new states), so a failed record leaves the view as it was."""
+
+    def __init__(
+        self,
+        table: PartitionTable,
+        load: Callable[[bytes | None], T | None],
+        dump: Callable[[T], bytes],
+    ) -> None:
+        self.table, self._load, self._dump = table, load, dump
+        self._values: dict[bytes, T | None] = {}
+        self._changed: set[bytes] = set()
+
+    def get(self, key: bytes) -> T | None:
+        if key not in self._values:
+            self._values[key] = self._load(self.table.get(key))
+        return self._values[key]
+
+    def put(self, key: bytes, value: T) -> None:
+        self._values[key] = value
+        self._changed.add(key)
+
+    def end_batch(self) -> None:
+        for key in self._changed:
+            value = self._values[key]
+            if value is not None:
+                self.table[key] = self._dump(value)
+        self._values, self._changed = {}, set()

@@ -46,7 +46,6 @@ async def test_run_restarts_a_dead_child_and_sigterm_stops_every_process(
         "REFSTREAM_INGRESS_PORT": str(ingress_port),
         "REFSTREAM_QUERY_API_PORT": str(query_port),
         "REFSTREAM_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'clickhouse'}",
-        "REFSTREAM_WORKER_DATA_DIR": str(tmp_path / "worker"),
     }
     run = RefstreamProcess(["run"], env, tmp_path / "run.log").start()
     assert run.proc is not None

@@ -1,4 +1,4 @@
-"""A real refstream pipeline for integration tests: the HTTP ingress and Faust workers as
+"""A real refstream pipeline for integration tests: the HTTP ingress and workers as
 subprocesses on the real broker, fed with events signed the way Stripe signs them."""
 
 from __future__ import annotations
@@ -70,7 +70,6 @@ class Pipeline:
             self.metrics_ports.append(free_port())
             env = {
                 **self.env,
-                "REFSTREAM_WORKER_DATA_DIR": str(self.workdir / f"worker{n}"),
                 "REFSTREAM_WORKER_METRICS_PORT": str(self.metrics_ports[n]),
             }
             log = self.workdir / f"worker{n}.log"

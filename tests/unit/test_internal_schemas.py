@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from refstream.avro_codec import AvroCodec
 from refstream.topics import INTERNAL_TOPIC_SCHEMAS, LINK_PROBE_ANSWER_SCHEMA, TICKS
-from streams import app, worker_core
+from streams import worker_core
 from streams.corrections.payments import apply_refund, new_customer_state, register_reward
 from streams.corrections.stripe_facts import refund_fact
+from streams.worker import topology
 from tests.unit.test_corrections_support import charge_refunded, reward
 
 
 def test_every_internal_topic_of_the_worker_has_a_schema() -> None:
-    internal = {*app.INTERNAL_TOPICS, app.CUSTOMER_TICKS} - {worker_core.REROUTED}
+    internal = {*topology.INTERNAL_TOPICS, topology.CUSTOMER_TICKS} - {worker_core.REROUTED}
     assert set(INTERNAL_TOPIC_SCHEMAS) == internal
-    assert app.CUSTOMER_TICKS == TICKS
+    assert topology.CUSTOMER_TICKS == TICKS
     # refstream.rerouted carries stripe.events values, which have their own schema.
     assert worker_core.Output(worker_core.REROUTED, "k", {}).schema == "stripe_event"
 
