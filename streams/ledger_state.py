@@ -13,7 +13,7 @@ progress there under their own key); this module copies it and never reads it.
 
 from __future__ import annotations
 
-import copy
+import pickle
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -135,9 +135,9 @@ class CustomerState:
             },
             "anchor_invoice_id": self.anchor_invoice_id,
             "anchor_at": self.anchor_at,
-            "rewards": copy.deepcopy(self.rewards),
-            "attributions": copy.deepcopy(self.attributions),
-            "extra": copy.deepcopy(self.extra),
+            "rewards": _clone(self.rewards),
+            "attributions": _clone(self.attributions),
+            "extra": _clone(self.extra),
             "account": self.account,
         }
 
@@ -165,14 +165,23 @@ class CustomerState:
             },
             anchor_invoice_id=data["anchor_invoice_id"],
             anchor_at=data["anchor_at"],
-            rewards=copy.deepcopy(data["rewards"]),
-            attributions=copy.deepcopy(data["attributions"]),
-            extra=copy.deepcopy(data["extra"]),
+            rewards=_clone(data["rewards"]),
+            attributions=_clone(data["attributions"]),
+            extra=_clone(data["extra"]),
             account=data.get("account"),
         )
 
     def copy(self) -> CustomerState:
-        return CustomerState.from_json(self.to_json())
+        """A deep copy (pickle: a third of the time of a to_json/from_json round trip on a
+        year-old state, and every decision starts with one)."""
+        frozen = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        copied: CustomerState = pickle.loads(frozen)  # noqa: S301 -- our own bytes, not input
+        return copied
+
+
+def _clone(value: Any) -> Any:
+    """A deep copy of plain data (pickle: several times faster than copy.deepcopy)."""
+    return pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))  # noqa: S301 -- our own bytes
 
 
 # --- lookups (the read API for corrections) -------------------------------------------------

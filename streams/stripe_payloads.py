@@ -156,6 +156,7 @@ class StripeEvent:
     received_at_ms: int
     data_object: Mapping[str, Any]
     previous_attributes: Mapping[str, Any] | None = None
+    body: Mapping[str, Any] | None = None  # the whole event as Stripe sent it, parsed once
 
     @property
     def basil(self) -> bool:
@@ -200,6 +201,7 @@ def parse_envelope(record: Mapping[str, Any]) -> StripeEvent:
         received_at_ms=env.req_int("received_at_ms"),
         data_object=data_object.data,
         previous_attributes=None if previous is None else previous.data,
+        body=body_json,
     )
 
 

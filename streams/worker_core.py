@@ -156,11 +156,21 @@ class Routed:
 
 
 def _dump(state: dict[str, Any]) -> bytes:
-    return orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # a lone surrogate from a payload: json escapes it, orjson refuses
+        return json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _load(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:  # written by json (an escaped lone surrogate)
+        return json.loads(raw)
 
 
 def load_customer(raw: bytes | None) -> CustomerState | None:
-    return None if raw is None else CustomerState.from_json(orjson.loads(raw))
+    return None if raw is None else CustomerState.from_json(_load(raw))
 
 
 def dump_customer(state: CustomerState) -> bytes:
@@ -341,7 +351,7 @@ class CustomerCore:
         programs: Mapping[str, ProgramVersion],
         now_s: int,
     ) -> CoreResult:
-        before = CustomerState.from_json(orjson.loads(raw_state))
+        before = CustomerState.from_json(_load(raw_state))
         return _encoded(raw_state, self.on_lookup_state(before, touch, programs, now_s))
 
     def lookup_target(self, raw_state: bytes | None, now_s: int) -> tuple[str, str | None] | None:

@@ -37,7 +37,7 @@ and the difference is recorded.
 
 from __future__ import annotations
 
-import copy
+import pickle
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
@@ -77,7 +77,8 @@ def new_customer_state() -> State:
 def upgrade(state: Mapping[str, Any]) -> State:
     """State of an earlier format, read into this one (format 1 kept payments by intent)."""
     if state.get("format") == FORMAT:
-        return copy.deepcopy(dict(state))
+        # pickle: a deep copy several times faster than copy.deepcopy (every step makes one)
+        return pickle.loads(pickle.dumps(dict(state), protocol=pickle.HIGHEST_PROTOCOL))  # type: ignore[no-any-return]  # noqa: S301 -- our own bytes
     new = new_customer_state()
     for payment in state.get("payments", {}).values():
         pi = payment.get("payment_intent_id")

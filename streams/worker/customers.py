@@ -7,7 +7,6 @@ lifecycle records, corrections for the referrer side and payment links.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 
@@ -99,7 +98,6 @@ class CustomerAgent:
         try:
             envelope = self.envelope_codec.decode(record.value)
             routed = self.core.route(envelope)
-            raw_event = json.loads(envelope["body"])
         except BAD_INPUT as exc:
             await self.emitter.dead_letter(record, exc, None)
             return "dead_lettered", None
@@ -115,6 +113,7 @@ class CustomerAgent:
             self.stats["sent_for_owner"] += 1
             return "decided", event_type  # decided where its owner's state lives
         try:
+            raw_event = routed.event.body or {}
             result = self.core.on_event_state(
                 before, routed, self.programs.current(), now_s(), raw_event
             )
