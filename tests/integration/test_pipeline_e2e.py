@@ -1,6 +1,6 @@
 """The whole pipeline, end to end: the simulator's signed Stripe stream over HTTP into the
-ingress, two Faust workers, the ClickHouse sink on the embedded engine — every event
-delivered twice, out of order, and the sink SIGKILLed mid-stream and restarted. The
+ingress, two workers, the ClickHouse sink on the embedded engine — every event delivered
+twice, out of order, the sink and then a worker SIGKILLed mid-stream and restarted. The
 ClickHouse totals must equal, to the cent, the ledger the simulator computed on its own
 from what it generated."""
 
@@ -182,8 +182,17 @@ async def test_simulated_stream_lands_exactly_in_clickhouse(
 
         await wait_until(sink_wrote_something, 120, 1, "the sink's first rows")
         sink.kill()  # mid-stream: batches in flight, offsets not yet committed
-        rest = await deliver(plan[half:], url=url, secret=Secret(SECRET), limits=limits)
+        three_quarters = half + (len(plan) - half) // 2
+        second = await deliver(
+            plan[half:three_quarters], url=url, secret=Secret(SECRET), limits=limits
+        )
+        assert second.ok, second.to_json()
+        # A worker too, with a batch in hand: its outputs may be out and its state not
+        # written; the other worker takes its partitions and replays from the last commit.
+        pipeline.worker(0).kill()
+        rest = await deliver(plan[three_quarters:], url=url, secret=Secret(SECRET), limits=limits)
         assert rest.ok, rest.to_json()
+        pipeline.worker(0).start()
         sink.start()
 
         async def totals_match() -> bool:
@@ -216,11 +225,12 @@ async def test_simulated_stream_lands_exactly_in_clickhouse(
         # The same figures on the topics downstream services consume.
         in_kafka = await kafka_totals(kafka)
         assert in_kafka == {k: v[:2] for k, v in want_referrers.items()}
-        # And what the workers' metrics say they emitted (at least once: a replay after a
-        # rebalance may count a record again, never fewer).
+        # And the workers' metrics count rewards in every currency and mode. Not the
+        # totals: the SIGKILLed worker's counters started again from 0 (Prometheus reads
+        # that as a reset), and a replay after a rebalance counts a record again.
         emitted = await worker_reward_minor(pipeline.metrics_ports)
-        for (currency, mode), total in reward_totals(want_referrers).items():
-            assert emitted.get((currency, mode), 0) >= total, (currency, mode)
+        for currency_mode in reward_totals(want_referrers):
+            assert emitted.get(currency_mode, 0) > 0, currency_mode
 
         # The restarted sink counts what it wrote since its start, and its group's lag.
         rows = await worker_samples([sink_metrics_port], "refstream_sink_rows_total")
