@@ -42,7 +42,7 @@ TOPIC_SCHEMAS = {
     REWARD_STATUS: "reward_status",
     PAYOUTS: "payout",
 }
-# Schemas of the topics between the worker's own agents (names as in streams/worker_core.py
+# Schemas of the topics between the worker's own agents (names as in streams/worker/cores.py
 # and streams/worker/). Not a contract with downstream services, but records outlive a
 # deploy (retained, or in flight during a rolling upgrade), so they evolve by the same rules
 # and the codec reads every committed version (schemas/history/).

@@ -26,7 +26,7 @@ from sinks.dead_letters_read import DeadLetter
 REPLAY_HEADER = "refstream-replay-of"
 # Where the worker's dead letters can come from: the customer agent's inputs (events and
 # re-keyed events) and the referrer agent's (rewards, payouts, corrections). Names of
-# streams/worker_core.py, repeated so that the CLI does not load the worker.
+# streams/worker/cores.py, repeated so that the CLI does not load the worker.
 _WORKER_SOURCES = (
     topics.STRIPE_EVENTS,
     "refstream.rerouted",

@@ -49,7 +49,7 @@ SOURCES = (
     "invoice_subscription_snapshot",
     "invoice_line",
     "charge_metadata",
-    "stripe_lookup",  # read from the Stripe API by the worker (streams/stripe_lookup.py)
+    "stripe_lookup",  # read from the Stripe API by the worker (streams/worker/stripe_lookup.py)
 )
 
 

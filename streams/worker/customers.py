@@ -1,6 +1,6 @@
 """The customer agent: stripe.events, rerouted events and customer ticks, keyed by customer.
 
-Table `customers` holds each customer's ledger state (streams.worker_core.CustomerCore
+Table `customers` holds each customer's ledger state (streams.worker.cores.CustomerCore
 decides); `customer-due` files when a state next needs a tick. Emits rewards, attributions,
 lifecycle records, corrections for the referrer side and payment links.
 """
@@ -18,12 +18,8 @@ from refstream.topics import LINK_PROBE_ANSWER_SCHEMA
 from streams.corrections import InvariantViolation
 from streams.errors import BAD_INPUT, DEAD_LETTER
 from streams.ledger_state import CustomerState
-from streams.stripe_lookup import CustomerLookup
 from streams.worker.clock import now_s
-from streams.worker.emitter import Emitter, encode
-from streams.worker.tables import DecodedView, PartitionTable
-from streams.worker.topology import CUSTOMER_TICKS, LINKS, REROUTED
-from streams.worker_core import (
+from streams.worker.cores import (
     CustomerCore,
     Output,
     decode_internal,
@@ -31,7 +27,11 @@ from streams.worker_core import (
     is_probe_answer,
     load_customer,
 )
-from streams.worker_due import DueHandler, DueIndex
+from streams.worker.due import DueHandler, DueIndex
+from streams.worker.emitter import Emitter, encode
+from streams.worker.stripe_lookup import CustomerLookup
+from streams.worker.tables import DecodedView, PartitionTable
+from streams.worker.topology import CUSTOMER_TICKS, LINKS, REROUTED
 from streams.worker_programs import ProgramCache
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from refstream.avro_codec import AvroCodec
 from refstream.metrics import WorkerMetrics
 from streams.corrections import InvariantViolation
 from streams.errors import DEAD_LETTER, OutputEncodeError
-from streams.worker_core import Output
-from streams.worker_due import DueHandler
+from streams.worker.cores import Output
+from streams.worker.due import DueHandler
 
 log = logging.getLogger(__name__)
 

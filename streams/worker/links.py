@@ -15,10 +15,10 @@ from aiokafka import ConsumerRecord
 
 from refstream.avro_codec import AvroCodec
 from streams.payment_links import on_link_message
+from streams.worker.cores import Output, link_message, probe_answer_output
 from streams.worker.emitter import Emitter
 from streams.worker.tables import PartitionTable
 from streams.worker.topology import REROUTED
-from streams.worker_core import Output, link_message, probe_answer_output
 
 
 class LinkAgent:

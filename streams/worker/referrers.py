@@ -1,5 +1,5 @@
 """The referrer agent: referral.rewards, corrections, referral.payouts and referrer ticks,
-keyed by referral code; tables `referrers` and `reward-entries` (streams.worker_core.
+keyed by referral code; tables `referrers` and `reward-entries` (streams.worker.cores.
 ReferrerCore decides), `referrer-due` for hold expiries. Emits clawbacks and statuses.
 """
 
@@ -17,11 +17,11 @@ from refstream.avro_codec import AvroCodec
 from streams.corrections import Step
 from streams.errors import BAD_INPUT, OutputEncodeError
 from streams.worker.clock import now_s
+from streams.worker.cores import INTERNAL_SCHEMAS, ReferrerCore, decode_internal
+from streams.worker.due import DueHandler, DueIndex
 from streams.worker.emitter import Emitter
 from streams.worker.tables import PartitionTable
 from streams.worker.topology import CORRECTIONS, REFERRER_TICKS
-from streams.worker_core import INTERNAL_SCHEMAS, ReferrerCore, decode_internal
-from streams.worker_due import DueHandler, DueIndex
 
 log = logging.getLogger(__name__)
 

@@ -38,12 +38,14 @@ from refstream.avro_codec import AvroCodec
 from refstream.metrics import WorkerMetrics
 from refstream.settings import Settings
 from streams.errors import crash_loudly
-from streams.stripe_lookup import CustomerLookup, LookupConfig
 from streams.worker.clock import now_s
+from streams.worker.cores import CustomerCore
 from streams.worker.customers import CustomerAgent
+from streams.worker.due import DueIndex
 from streams.worker.emitter import Emitter
 from streams.worker.links import LinkAgent
 from streams.worker.referrers import ReferrerAgent
+from streams.worker.stripe_lookup import CustomerLookup, LookupConfig
 from streams.worker.tables import TableStore
 from streams.worker.topology import (
     AGENTS,
@@ -55,8 +57,6 @@ from streams.worker.topology import (
     changelog_topic,
     group_id,
 )
-from streams.worker_core import CustomerCore
-from streams.worker_due import DueIndex
 from streams.worker_programs import ProgramCache
 
 log = logging.getLogger(__name__)

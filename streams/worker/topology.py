@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from refstream import topics
 from refstream.settings import Settings
 from refstream.topics import TopicSpec
-from streams.worker_core import CORRECTIONS, LINKS, REROUTED
+from streams.worker.cores import CORRECTIONS, LINKS, REROUTED
 
-__all__ = ["CORRECTIONS", "LINKS", "REROUTED"]  # worker_core names the internal topics
+__all__ = ["CORRECTIONS", "LINKS", "REROUTED"]  # cores names the internal topics
 CUSTOMER_TICKS = topics.TICKS
 REFERRER_TICKS = "refstream.referrer-ticks"
 # Internal topics the worker creates beside refstream's public ones (same partitions).

@@ -18,7 +18,7 @@ from refstream import topics
 from refstream.settings import KafkaSettings, Secret
 from streams.attribution import MetadataKeys
 from streams.programs import parse_programs_toml
-from streams.stripe_lookup import CustomerLookup, LookupConfig
+from streams.worker.stripe_lookup import CustomerLookup, LookupConfig
 from streams.worker_programs import apply_programs
 from tests.support.factories import PRE_BASIL, StripeFactory, subscription_story
 from tests.support.pipeline import Pipeline, free_port

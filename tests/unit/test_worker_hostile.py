@@ -16,7 +16,7 @@ from refstream.avro_codec import AvroCodec
 from streams.config import LedgerConfig
 from streams.errors import DEAD_LETTER, OutputEncodeError
 from streams.programs import ProgramVersion, parse_program
-from streams.worker_core import CustomerCore
+from streams.worker.cores import CustomerCore
 from tests.support.factories import API_VERSIONS, StripeFactory, subscription_story
 
 PROGRAMS = {"std": ProgramVersion(parse_program({"id": "std", "rate": "20%", "hold_days": 0}), 1)}

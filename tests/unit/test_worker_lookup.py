@@ -6,7 +6,7 @@ from refstream.topics import ATTRIBUTIONS, REWARDS
 from streams.attribution import Touch
 from streams.config import LedgerConfig
 from streams.programs import ProgramVersion, parse_programs_toml
-from streams.worker_core import CustomerCore
+from streams.worker.cores import CustomerCore
 from tests.support.factories import PRE_BASIL, StripeFactory, subscription_story
 
 NOW = 1_800_000_000
