@@ -189,6 +189,27 @@ class Observer:
     poll_failures: int = 0
     anomalies: list[str] = field(default_factory=list)
     lag: list[tuple[float, int, int]] = field(default_factory=list)  # (t, worker, sink)
+    lag_failures: int = 0
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self.poll_rewards()),
+            asyncio.create_task(self.watch_rewards_topic()),
+            asyncio.create_task(self.sample_lag()),
+        ]
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+    def check(self) -> None:
+        """Raises when a process died or an observation stopped (e.g. the report API
+        refused the bench's query): waiting on would only time out."""
+        self.stage.check_alive()
+        for task in self.tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise RuntimeError("an observation of the pipeline failed") from task.exception()
 
     async def poll_rewards(self) -> None:
         url = (
@@ -251,11 +272,14 @@ class Observer:
         outputs = [kafka.topic(t) for t in SINK_TOPICS]
         while True:
             started = time.perf_counter()
-            with contextlib.suppress(Exception):  # a sample missed is no result
+            try:
                 worker = sum((await group_lag(kafka.bootstrap, worker_group, events)).values())
                 sink = sum(
                     (await group_lag(kafka.bootstrap, settings.sink.group_id, outputs)).values()
                 )
+            except Exception:  # noqa: BLE001 - a sample missed is no result; counted
+                self.lag_failures += 1
+            else:
                 self.lag.append((time.perf_counter(), worker, sink))
             await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
 
@@ -270,7 +294,7 @@ class Observer:
         they were not within timeout_s."""
         deadline = time.perf_counter() + timeout_s
         while time.perf_counter() < deadline:
-            self.stage.check_alive()
+            self.check()
             for t, worker, sink in self.lag:
                 if t >= after and worker == 0 and sink == 0:
                     return t - after
@@ -282,7 +306,7 @@ class Observer:
         acked = offered.acked_by_code()
         deadline = time.perf_counter() + timeout_s
         while time.perf_counter() < deadline:
-            self.stage.check_alive()
+            self.check()
             if all(len(self.visible.seen_at.get(c, ())) >= len(a) for c, a in acked.items()):
                 return True
             await asyncio.sleep(0.25)
@@ -543,7 +567,7 @@ async def bench(args: argparse.Namespace) -> int:
     stage = Stage(f"{run}p.", workdir / "pipeline")
     stage.workdir.mkdir()
     (workdir / "reference").mkdir()
-    tasks: list[asyncio.Task[None]] = []
+    observers: list[Observer] = []
     try:
         ref = await measure_reference(f"{run}r.", workdir / "reference", args)
         rt50, rt99 = percentile(ref.round_trip_ms, 0.5), percentile(ref.round_trip_ms, 0.99)
@@ -561,11 +585,8 @@ async def bench(args: argparse.Namespace) -> int:
         await wait_http(f"http://127.0.0.1:{stage.port}/readyz", stage)
         await wait_http(f"http://127.0.0.1:{stage.query_port}/health", stage)
         observer = Observer(stage, args.poll_ms / 1000)
-        tasks = [
-            asyncio.create_task(observer.poll_rewards()),
-            asyncio.create_task(observer.watch_rewards_topic()),
-            asyncio.create_task(observer.sample_lag()),
-        ]
+        observers.append(observer)
+        observer.start()
         warm = await offer(
             build_units(rate=20, seconds=2, code_prefix=f"{run}w-", bucket_s=10.0,
                         port=stage.port, secret=SECRET, seed=7),
@@ -591,6 +612,7 @@ async def bench(args: argparse.Namespace) -> int:
             f" {fmt_ms(seen_p99)} ms over the {len(target.latencies_ms)} rewards seen,"
             f" {seen_p99 / rt99:.0f}x the kafka round trip p99); {target.verdict()};"
             f" report API poll p50 {percentile(observer.poll_ms, 0.5):.0f} ms"
+            f" ({observer.poll_failures} polls and {observer.lag_failures} lag samples failed)"
         )
         if args.search:
             ceiling = ref.ceiling.achieved_per_s
@@ -600,8 +622,8 @@ async def bench(args: argparse.Namespace) -> int:
             )
         return 0 if target.passed else 1
     finally:
-        for task in tasks:
-            task.cancel()
+        for observer in observers:
+            observer.stop()
         stage.stop()
         if not args.keep:
             with contextlib.suppress(Exception):
