@@ -22,12 +22,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-# A consumer group falls behind when, over the second half of the load, its lag grows by
-# more than this share of the offered event rate per second AND ends above LAG_FLOOR_S
-# seconds of offered events: committed offsets trail by up to a commit interval's records
-# (Faust commits every 2.8 s), so a short window of jitter alone is no growth.
+# A consumer group falls behind when, over the second half of the load, its lag grows
+# faster than LAG_GROWTH_SHARE of the offered event rate AND by more than LAG_FLOOR_S
+# seconds of offered events (at least LAG_FLOOR_RECORDS): committed offsets trail by up to
+# a commit interval or a batch's records (Faust commits every 2.8 s; the sink after each
+# write), so a short window of that jitter alone is no growth.
 LAG_GROWTH_SHARE = 0.05
 LAG_FLOOR_S = 3.0
+LAG_FLOOR_RECORDS = 100
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -116,9 +118,10 @@ def lag_grows(samples: Sequence[tuple[float, int]], offered_per_s: float) -> boo
         return False
     start, end = samples[0][0], samples[-1][0]
     late = [s for s in samples if s[0] >= start + (end - start) / 2]
-    return (
-        lag_slope(late) > LAG_GROWTH_SHARE * offered_per_s
-        and late[-1][1] > LAG_FLOOR_S * offered_per_s
+    slope = lag_slope(late)
+    grown = slope * (late[-1][0] - late[0][0])
+    return slope > LAG_GROWTH_SHARE * offered_per_s and grown > max(
+        LAG_FLOOR_S * offered_per_s, LAG_FLOOR_RECORDS
     )
 
 

@@ -89,8 +89,11 @@ def test_a_backlog_that_builds_up_grows() -> None:
     # The consumer keeps half of 1000 events/s: 500 more behind every second.
     samples = [(float(t), 500 * t) for t in range(60)]
     assert lag_grows(samples, 1000)
-    # The same slope on a backlog smaller than 3 s of events is not yet a trend.
+    # Growing by less than 3 s of events over the window is not yet a trend...
     assert not lag_grows([(float(t), 60 * t) for t in range(20)], 1000)
+    # ...nor by a few dozen records at a low rate (a batch of the sink's).
+    assert not lag_grows([(float(t), 2 * t) for t in range(20)], 15)
+    assert lag_grows([(float(t), 20 * t) for t in range(20)], 15)
 
 
 def test_search_doubles_then_bisects_to_the_resolution() -> None:
