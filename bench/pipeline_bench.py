@@ -597,8 +597,9 @@ async def bench(args: argparse.Namespace) -> int:
         print("pipeline up (warm-up rewards visible)", flush=True)
 
         best: int | None = None
+        steps: list[Step] = []
         if args.search:
-            best, _ = await search(stage, observer, args, run, 1)
+            best, steps = await search(stage, observer, args, run, 1)
             if await observer.drained(time.perf_counter(), args.drain_timeout) is None:
                 print("the lags did not drain after the search: the target starts behind")
         target = await measure_step(stage, observer, args, args.rate, args.seconds, 0, run)
@@ -616,10 +617,14 @@ async def bench(args: argparse.Namespace) -> int:
         )
         if args.search:
             ceiling = ref.ceiling.achieved_per_s
-            print(
-                f"highest sustained rate: {best or 0} events/s"
-                f" ({(best or 0) / ceiling:.2f} of the ingress alone's ceiling {ceiling:.0f}/s)"
+            tried = ", ".join(f"{s.rate}/s {'pass' if s.passed else 'fail'}" for s in steps)
+            found = (
+                f"{best} events/s ({best / ceiling:.2f} of the ingress alone's ceiling"
+                f" {ceiling:.0f}/s)"
+                if best
+                else "none of the rates tried"
             )
+            print(f"highest sustained rate ({args.search_criterion}): {found}; tried {tried}")
         return 0 if target.passed else 1
     finally:
         for observer in observers:
