@@ -607,13 +607,18 @@ async def bench(args: argparse.Namespace) -> int:
         if observer.anomalies:
             print(f"ANOMALIES (exactness): {observer.anomalies[:10]}")
         seen_p99 = percentile(target.latencies_ms, 0.99)
+        answer_p99 = percentile(target.offered.answer_ms, 0.99)
         print(
-            f"summary: at {args.rate}/s for {args.seconds:.0f}s p99 2xx->ClickHouse"
-            f" {fmt_ms(target.p99_ms)} ms (target <= {args.p99_limit_ms:.0f};"
-            f" {fmt_ms(seen_p99)} ms over the {len(target.latencies_ms)} rewards seen,"
-            f" {seen_p99 / rt99:.0f}x the kafka round trip p99); {target.verdict()};"
-            f" report API poll p50 {percentile(observer.poll_ms, 0.5):.0f} ms"
-            f" ({observer.poll_failures} polls and {observer.lag_failures} lag samples failed)"
+            f"summary, target {args.rate}/s for {args.seconds:.0f}s: {target.verdict()}\n"
+            f"  p99 2xx -> ClickHouse {fmt_ms(target.p99_ms)} ms (limit"
+            f" {args.p99_limit_ms:.0f}); over the {len(target.latencies_ms)} rewards seen"
+            f" {fmt_ms(seen_p99)} ms = {seen_p99 / rt99:.0f}x the Kafka round trip p99\n"
+            f"  webhook answer p99 {answer_p99:.0f} ms ="
+            f" {answer_p99 / percentile(ref.offered.answer_ms, 0.99):.1f}x the ingress alone's;"
+            f" achieved rate {target.offered.achieved_per_s / ref.offered.achieved_per_s:.2f}x"
+            f" the ingress alone's\n"
+            f"  report API poll p50 {percentile(observer.poll_ms, 0.5):.0f} ms;"
+            f" {observer.poll_failures} polls and {observer.lag_failures} lag samples failed"
         )
         if args.search:
             ceiling = ref.ceiling.achieved_per_s
