@@ -24,8 +24,9 @@ Phases, in one run:
    its ceiling (64 subscribers in flight, closed loop);
 2. search (--no-search skips it): --search-seconds steps from --search-start, doubling
    while a step passes, then bisecting; a step passes when every reward shows, p99 <=
-   --p99-limit-ms (unless --search-criterion lag) and neither group's lag grows; each
-   step starts once both lags are back to zero;
+   --p99-limit-ms (unless --search-criterion lag), neither group's lag grows and both
+   are back to zero within --drain-limit s of the step's end; each step starts once both
+   lags are back to zero;
 3. target: the pipeline offered --rate events/s for --seconds, judged the same way.
 Each step also prints 2xx -> the reward record on referral.rewards (ingress + worker), so
 the sink's share of the latency shows, and each process's CPU use during the load.
@@ -331,6 +332,7 @@ class Step:
     drain_s: float | None
     cpu_cores: dict[str, float]
     p99_limit_ms: float
+    drain_limit_s: float
     judge_p99: bool = True  # False: a step passes on throughput alone (--search-criterion lag)
 
     @property
@@ -345,6 +347,8 @@ class Step:
             and (self.p99_ms <= self.p99_limit_ms or not self.judge_p99)
             and not self.worker_grows
             and not self.sink_grows
+            and self.drain_s is not None
+            and self.drain_s <= self.drain_limit_s
             and self.offered.achieved_per_s >= 0.95 * self.rate
         )
 
@@ -364,6 +368,8 @@ class Step:
             why.append("worker lag grows")
         if self.sink_grows:
             why.append("sink lag grows")
+        if self.drain_s is None or self.drain_s > self.drain_limit_s:
+            why.append(f"lags not back to 0 within {self.drain_limit_s:.0f}s of the load's end")
         return ("PASS" if self.passed else "FAIL") + (f" ({', '.join(why)})" if why else "")
 
 
@@ -415,6 +421,7 @@ async def measure_step(
         drain_s=drain_s,
         cpu_cores=cpu,
         p99_limit_ms=args.p99_limit_ms,
+        drain_limit_s=args.drain_limit,
         judge_p99=judge_p99,
     )
 
@@ -675,6 +682,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--reference-seconds", type=float, default=10, help="duration of the ingress-alone run")
     add("--bucket-ms", type=float, default=100, help="subscribers sharing a referral code")
     add("--poll-ms", type=float, default=250, help="report API poll interval (resolution)")
+    add("--drain-limit", type=float, default=10,
+        help="a step passes only if both lags are 0 within this many s of its end")  # fmt: skip
     add("--drain-timeout", type=float, default=240, help="wait for rewards/lag after a step (s)")
     add("--keep", action="store_true", help="keep topics, ClickHouse and worker data")
     return parser.parse_args(argv)
