@@ -4,8 +4,8 @@ offered event rate, and the highest rate the pipeline sustains.
     .venv/bin/python bench/pipeline_bench.py [--rate 1000] [--seconds 60] [--no-search]
 
 Needs the broker on REFSTREAM_KAFKA_BOOTSTRAP (`refstream kafka start`; a shared one is
-fine). Everything runs under a fresh topic prefix with its own consumer groups, worker data
-and embedded ClickHouse folder, through the `refstream` commands only: `refstream topics`,
+fine). Everything runs under a fresh topic prefix with its own consumer groups and
+embedded ClickHouse folder, through the `refstream` commands only: `refstream topics`,
 `refstream programs apply`, then `refstream ingress`, `refstream worker` and
 `refstream sink` as subprocesses (settings from the environment, e.g.
 REFSTREAM_SINK_BATCH_MAX_WAIT_MS, pass through to them).
@@ -133,7 +133,6 @@ class Stage:
             "REFSTREAM_INGRESS_PORT": str(self.port),
             "REFSTREAM_QUERY_API_PORT": str(self.query_port),
             "REFSTREAM_CLICKHOUSE_DSN": f"chdb://{self.workdir / 'clickhouse'}",
-            "REFSTREAM_WORKER_DATA_DIR": str(self.workdir / "worker"),
         }
 
     @property
@@ -645,8 +644,7 @@ async def bench(args: argparse.Namespace) -> int:
         if not args.keep:
             with contextlib.suppress(Exception):
                 await delete_topics(bootstrap, run)
-            for folder in ("clickhouse", "worker"):
-                shutil.rmtree(stage.workdir / folder, ignore_errors=True)
+            shutil.rmtree(stage.workdir / "clickhouse", ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -685,7 +683,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--drain-limit", type=float, default=10,
         help="a step passes only if both lags are 0 within this many s of its end")  # fmt: skip
     add("--drain-timeout", type=float, default=240, help="wait for rewards/lag after a step (s)")
-    add("--keep", action="store_true", help="keep topics, ClickHouse and worker data")
+    add("--keep", action="store_true", help="keep the topics and the ClickHouse folder")
     return parser.parse_args(argv)
 
 
