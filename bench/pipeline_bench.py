@@ -16,7 +16,7 @@ one reward. Latency (bench/pipeline_latency.py): from the 2xx of a subscriber's 
 webhook to the first poll of the sink's report API (`referrer_rewards`, every --poll-ms)
 that shows its reward: the sink's own read path, so the bench reads the embedded engine
 the sink owns without opening it. Lag: refstream.status.group_lag of the worker group on
-stripe.events and of the sink group on the worker's output topics, sampled every second.
+stripe.events and of the sink group on the topics it stores, sampled every second.
 
 Phases, in one run:
 1. reference: a Kafka round trip (acks=all produce to a consumer of this process), then
