@@ -550,9 +550,7 @@ async def search(
         print_step(f"search step {step_no - first_step + 1}", s)
         steps.append(s)
         (passed if s.passed else failed).append(rate)
-        rate = next_rate(passed, failed, 2.0, args.search_resolution)
-        if rate is None and not passed and failed and min(failed) // 2 >= args.search_min:
-            rate = min(failed) // 2
+        rate = next_rate(passed, failed, 2.0, args.search_resolution)  # halves below a fail
         step_no += 1
     return max(passed, default=None), steps
 
