@@ -58,7 +58,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.pipeline_latency import (
     Visibility,
@@ -71,6 +70,7 @@ from bench.pipeline_latency import (
 from bench.pipeline_load import Offered, Unit, build_units, offer
 from refstream import topics
 from refstream.avro_codec import AvroCodec
+from refstream.kafka_io import delete_prefixed_topics
 from refstream.kafka_local import broker_answers
 from refstream.settings import REPO_ROOT, Settings, load_settings
 from refstream.status import group_lag
@@ -513,22 +513,11 @@ async def measure_reference(prefix: str, workdir: Path, args: argparse.Namespace
         stage.stop()
         if not args.keep:  # a broker holds every partition open: give ours back early
             with contextlib.suppress(Exception):
-                await delete_topics(kafka.bootstrap, prefix)
+                await delete_prefixed_topics(kafka.bootstrap, prefix)
     return Reference(round_trip, offered, ceiling)
 
 
 # --- the run -----------------------------------------------------------------------------
-
-
-async def delete_topics(bootstrap: str, run_prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        ours = [t for t in await admin.list_topics() if t.startswith(run_prefix)]
-        if ours:
-            await admin.delete_topics(ours)
-    finally:
-        await admin.close()
 
 
 async def search(
@@ -641,7 +630,7 @@ async def bench(args: argparse.Namespace) -> int:
         stage.stop()
         if not args.keep:
             with contextlib.suppress(Exception):
-                await delete_topics(bootstrap, run)
+                await delete_prefixed_topics(bootstrap, run)
             shutil.rmtree(stage.workdir / "clickhouse", ignore_errors=True)
 
 

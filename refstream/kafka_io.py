@@ -44,3 +44,19 @@ async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord]:
         return records
     finally:
         await consumer.stop()
+
+
+async def delete_prefixed_topics(bootstrap: str, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (a test's or a benchmark's own
+    namespace: a broker that keeps every run's partitions runs out of file handles)."""
+    if not prefix:
+        raise ValueError("refusing to delete topics without a prefix")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if ours:
+            await admin.delete_topics(ours)
+        return ours
+    finally:
+        await admin.close()

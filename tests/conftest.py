@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
+from refstream.kafka_io import delete_prefixed_topics
 from refstream.kafka_local import broker_answers
 from refstream.settings import KafkaSettings, Settings, load_settings
 from refstream.topics import ensure_topics
@@ -32,8 +34,10 @@ def broker(base_settings: Settings) -> str:
 
 
 @pytest.fixture
-def kafka_settings(broker: str, base_settings: Settings) -> KafkaSettings:
-    """Kafka settings with a fresh topic prefix; refstream's topics exist under it."""
+def kafka_settings(broker: str, base_settings: Settings) -> Iterator[KafkaSettings]:
+    """Kafka settings with a fresh topic prefix; refstream's topics exist under it, and
+    every topic under it is deleted after the test (a local broker that keeps every test's
+    partitions runs out of file handles)."""
     kafka = replace(
         base_settings.kafka,
         bootstrap=broker,
@@ -41,7 +45,8 @@ def kafka_settings(broker: str, base_settings: Settings) -> KafkaSettings:
         events_partitions=4,
     )
     asyncio.run(ensure_topics(kafka))
-    return kafka
+    yield kafka
+    asyncio.run(delete_prefixed_topics(broker, kafka.topic_prefix))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
