@@ -168,10 +168,11 @@ class StreamsSettings:
     # invoice (the tenure anchor) before the earliest one seen becomes the anchor.
     tenure_window_s: int = 3 * 86_400
     # REFSTREAM_DEDUP_WINDOW_S: event ids are remembered (per customer) this long, by the
-    # event's Stripe `created`, to skip redeliveries cheaply. Longer than Stripe's 3-day
-    # retry horizon; older redeliveries and replays meet idempotent transitions instead.
-    # Settled payments keep their full detail this long too, then shrink to a summary.
-    dedup_window_s: int = 7 * 86_400
+    # event's Stripe `created`, to skip redeliveries cheaply, and settled payments keep their
+    # full detail this long before they shrink to a summary. It spans Stripe's 3-day retry
+    # horizon and the 30 days its Events API lists back (what `refstream replay` and
+    # backfills read); older redeliveries and replays meet idempotent transitions instead.
+    dedup_window_s: int = 35 * 86_400
     # REFSTREAM_SETTLED_HORIZON_DAYS: how long after a payment its refunds and disputes can
     # still claw its reward back. Card networks allow disputes up to 120 days after the
     # payment as a rule and 540 days at most (Visa, Mastercard), and a dispute runs 2-3

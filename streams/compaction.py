@@ -4,8 +4,9 @@ Pure, called by customer_ledger at the end of every decision and tick (on the ru
 private copy), so the state an event reads and writes stays bounded however old the
 customer is:
 
-1. Settled (rewards decided, no charge of it still waiting) and received more than
-   `dedup_window_s` ago (past Stripe's 3-day retry horizon and every ledger window): an
+1. Settled (rewards decided, its payment known, no charge of it still waiting) and
+   received more than `dedup_window_s` ago (past Stripe's 3-day retries, the 30 days of
+   its Events API that replays read, and every ledger window): an
    invoice or one-time charge leaves `invoices` / `charges` / `rewards` and the link maps,
    and becomes `settled[payment id] = [paid at, payment keys, kind]`; its rewards' amounts
    go to `used` (the program caps read them). Its correction book entries go to cold
@@ -88,6 +89,11 @@ def compact(state: CustomerState, config: LedgerConfig, now: int) -> None:
 
 def _invoice_done(state: CustomerState, inv: InvoiceFact, now: int, lag: int) -> bool:
     if not inv.settled or inv.received_at + lag > now:
+        return False
+    if not _keys_of_invoice(state, inv.invoice_id):
+        # No link names its payment yet: a charge still to come may be matched to it by
+        # amount (customer_ledger rule 4), so it must stay whole. Only an invoice whose
+        # charge never arrives stays live for good.
         return False
     return not any(
         not c.settled and invoice_for_charge(state, c.charge_id) == inv.invoice_id

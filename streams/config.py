@@ -28,7 +28,7 @@ class LedgerConfig:
     match_charges_by_amount: bool = True
     # Event ids are remembered this long (by Stripe `created`); settled payments keep their
     # full detail this long after they were received, then shrink (streams/compaction.py).
-    dedup_window_s: int = 7 * DAY_S
+    dedup_window_s: int = 35 * DAY_S
     # Past this, a settled payment's summary is dropped (refunds/disputes of it dead-letter).
     # None: never compact (the reference the compaction tests compare with).
     settled_horizon_s: int | None = 730 * DAY_S

@@ -13,7 +13,8 @@ state). Rules, and why:
    transition is idempotent on its own: a payment is recorded once (by invoice / charge
    id, then by its compact summary, see streams/compaction.py), every record id is
    derived from its cause and never emitted twice, the first touch wins and a conflict
-   is recorded once per code. Stripe retries for 3 days; the window is 7 by default.
+   is recorded once per code. Stripe retries for 3 days and its Events API (replays,
+   backfills) lists 30 days back; the window is 35 days by default.
 2. Attribution: the first touch PROCESSED wins and never changes. "Earliest created" cannot
    be honoured in a stream: once a record is emitted it is immutable, and an older touch may
    arrive days later. A later touch with a different code yields one conflict record per
@@ -137,7 +138,7 @@ KIND_UNMATCHED = "unmatched"  # looked like an invoice's payment, no unique matc
 
 class Outcome(StrEnum):
     APPLIED = "applied"  # state may have changed; store it, emit the outputs
-    DUPLICATE = "duplicate"  # event id seen before: nothing to do
+    DUPLICATE = "duplicate"  # event id seen before (or older and already in effect): nothing to do
     SKIPPED = "skipped"  # event type the ledger does not handle
     UNCHANGED = "unchanged"  # tick with nothing due
 
@@ -213,6 +214,14 @@ def decide(
     run.settle()
     run.complete_payment_ids()
     compact(run.state, config, now)
+    if (
+        event.event_id not in run.state.recent_event_ids  # older than the window
+        and not run.outputs
+        and run.state.to_json() == state.to_json()
+    ):
+        # A redelivery or replay from before the window: its transitions found everything
+        # done already, which is what a duplicate is (nothing to store or emit).
+        return Decision(state, (), Outcome.DUPLICATE)
     return Decision(run.state, tuple(run.outputs), Outcome.APPLIED)
 
 
