@@ -130,7 +130,7 @@ def _keys_of_charge(charge_id: str, charge: Mapping[str, Any]) -> set[str]:
     return {charge_id} | ({charge["pi"]} if charge.get("pi") else set())
 
 
-def _live_keys(book: State) -> set[str]:
+def live_keys(book: State) -> set[str]:
     """Payment keys a live reward or link still needs."""
     keys: set[str] = set()
     for entry in book["rewards"].values():
@@ -152,7 +152,7 @@ def freeze(book: State, payment_ids: Collection[str], who: tuple[str, bool, str 
     by_group: dict[str, list[str]] = {}
     for reward_id, entry in book["rewards"].items():
         group = _group_of(entry["ref"])
-        if group in payment_ids:
+        if group is not None and group in payment_ids:
             by_group.setdefault(group, []).append(reward_id)
     if not by_group:
         return book
@@ -178,7 +178,7 @@ def freeze(book: State, payment_ids: Collection[str], who: tuple[str, bool, str 
         if group in book["links"]:  # every reward of the group is frozen at once
             links.update(book["links"].pop(group))
         keys |= set(links)
-        still_live = _live_keys(book)
+        still_live = live_keys(book)
         for charge_id in _charges_of(book, keys):
             charge = book["charges"][charge_id]
             plain = not charge["refunds"] and not charge["disputes"]
@@ -276,7 +276,7 @@ def drop(book: State, *, keep: Collection[str], before: int, now: int, horizon_s
                 del groups[group_id]
                 book["dropped_before"] = max(book["dropped_before"], paid_at)
         _set_groups(book, groups)
-    used = _live_keys(book)
+    used = live_keys(book)
     for charge_id in sorted(book["charges"]):
         charge = book["charges"][charge_id]
         if _keys_of_charge(charge_id, charge) & used:

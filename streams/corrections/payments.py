@@ -259,13 +259,14 @@ def reward_left_minor(entry: Mapping[str, Any]) -> int:
 
 
 def _check_horizon(state: State, fact: RefundFact) -> None:
-    """A snapshot of a charge nobody knows, made before the payments dropped past the
-    settled horizon: its reward (if any) is gone from this state, so no silent miss."""
+    """A snapshot of a charge no reward here uses, made before the payments dropped past
+    the settled horizon: its reward (if any) is gone from this state, so no silent miss."""
     made = fact.charge_created
+    keys = {fact.charge_id, fact.payment_intent_id} - {None}
     if (
         made is not None
         and made <= state["dropped_before"]
-        and fact.charge_id not in state["charges"]
+        and not keys & cold.live_keys(state)  # no live reward uses it (cold ones: thawed)
     ):
         raise BeyondHorizon(
             f"{fact.event_id}: charge {fact.charge_id} was made at {made}, before this "

@@ -10,6 +10,7 @@ n (counting from 0):
 - n % 25 == 11: a chargeback 40 days after payment, closed 30 days later (lost, or won
   every other time);
 - n % 30 == 29: a refund that fails after it was counted (refund.failed + charge.updated);
+- n % 6 == 1: a quarter refunded 45 days after payment (after the payment was compacted);
 - every 7th event delivered again an hour later (a Stripe retry).
 """
 
@@ -56,7 +57,12 @@ def long_story(
             refunded = f.refunded_charge(charge, [doomed])
             events.append(f.event("charge.refunded", refunded, created=paid_at + 3 * DAY + 1))
             events += f.refund_failure_events(charge, [doomed], doomed, created=paid_at + 6 * DAY)
-        if n % 25 == 11 and not refunds:
+        if n % 6 == 1 and not refunds:
+            late = f.refund(charge, amount=amount // 4, created=paid_at + 45 * DAY)
+            events.append(f.event("refund.created", late, created=paid_at + 45 * DAY))
+            refunded = f.refunded_charge(charge, [late])
+            events.append(f.event("charge.refunded", refunded, created=paid_at + 45 * DAY + 1))
+        if n % 25 == 11 and not refunds and n % 6 != 1:
             opened = f.dispute(charge, created=paid_at + 40 * DAY)
             closed = {**copy.deepcopy(opened), "status": "won" if n % 50 == 11 else "lost"}
             events.append(f.event("charge.dispute.created", opened, created=paid_at + 40 * DAY))
