@@ -138,7 +138,7 @@ KIND_UNMATCHED = "unmatched"  # looked like an invoice's payment, no unique matc
 
 class Outcome(StrEnum):
     APPLIED = "applied"  # state may have changed; store it, emit the outputs
-    DUPLICATE = "duplicate"  # event id seen before (or older and already in effect): nothing to do
+    DUPLICATE = "duplicate"  # event id seen before (within the dedup window): nothing to do
     SKIPPED = "skipped"  # event type the ledger does not handle
     UNCHANGED = "unchanged"  # tick with nothing due
 
@@ -214,14 +214,8 @@ def decide(
     run.settle()
     run.complete_payment_ids()
     compact(run.state, config, now)
-    if (
-        event.event_id not in run.state.recent_event_ids  # older than the window
-        and not run.outputs
-        and run.state.to_json() == state.to_json()
-    ):
-        # A redelivery or replay from before the window: its transitions found everything
-        # done already, which is what a duplicate is (nothing to store or emit).
-        return Decision(state, (), Outcome.DUPLICATE)
+    # An id older than the window is not remembered (and not DUPLICATE): the worker still
+    # reads it for corrections and lifecycle records, which are idempotent on their own.
     return Decision(run.state, tuple(run.outputs), Outcome.APPLIED)
 
 
