@@ -13,8 +13,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from refstream import topics
 from refstream.topics import REWARDS
-from simulator.stripe_factory import API_VERSIONS, BASIL, DAY, PRE_BASIL, StripeFactory
+from simulator.stripe_factory import (
+    API_VERSIONS,
+    BASIL,
+    DAY,
+    PRE_BASIL,
+    StripeFactory,
+    subscription_story,
+)
 from streams.config import DAY_S, LedgerConfig
 from streams.corrections import cold
 from streams.corrections.errors import BeyondHorizon
@@ -270,3 +278,17 @@ def test_freezing_then_thawing_restores_the_book_exactly(
         k: v for k, v in before.items() if k not in ("cold", "who")
     }
     assert book["cold"] == {}
+
+
+def test_a_first_delivery_older_than_the_window_is_still_decided() -> None:
+    """A forgotten id is not a duplicate: an old event delivered for the first time (a
+    backfill, a replay of a missed event) still yields its lifecycle record."""
+    f = StripeFactory(api_version=BASIL, livemode=True, seed=12)
+    events = subscription_story(f, months=5, code="ACME", upgrade=(2, 9_900)).events
+    upgrade = next(e for e in events if e["type"] == "customer.subscription.updated")
+    rest = [e for e in events if e is not upgrade]
+    driver = deliver(
+        CoreDriver(PROGRAMS, COMPACTING), [*in_order(rest), (rest[-1]["created"] + 10, upgrade)]
+    )
+    changes = [r for r in driver.records(topics.LIFECYCLE) if r["change"] == "plan_changed"]
+    assert [(r["previous_amount_minor"], r["amount_minor"]) for r in changes] == [(4_900, 9_900)]
