@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from refstream.topics import LINKS, REWARDS
+from refstream.topics import LINKS
 from simulator.stripe_factory import StripeFactory
 from streams.config import LedgerConfig
 from streams.payment_links import on_link_message
 from streams.programs import ProgramVersion
-from streams.worker_core import CORRECTIONS, CoreResult, CustomerCore, Output
+from streams.worker_core import CoreResult, CustomerCore, Output
 
 Json = dict[str, Any]
 
@@ -44,9 +44,6 @@ class Step:
 class CoreDriver:
     programs: Mapping[str, ProgramVersion]
     config: LedgerConfig = field(default_factory=LedgerConfig)
-    # Turns a stored state into the state the next event reads (None: as stored). Tests use
-    # it to compare with and without compaction; production has nothing between.
-    hook: Callable[[bytes, int], bytes] | None = None
     states: dict[bytes, bytes] = field(default_factory=dict)
     owners: dict[str, Json] = field(default_factory=dict)
     due: dict[bytes, int] = field(default_factory=dict)
@@ -86,10 +83,7 @@ class CoreDriver:
     # --- the agents ---
 
     def _read(self, key: bytes, now: int) -> bytes | None:
-        raw = self.states.get(key)
-        if raw is not None and self.hook is not None:
-            raw = self.states[key] = self.hook(raw, now)
-        return raw
+        return self.states.get(key)
 
     def _envelope(self, envelope: Json, raw_event: Json, now: int, *, rerouted: bool) -> None:
         routed = self.core.route(envelope)
@@ -133,13 +127,3 @@ class CoreDriver:
                 self._read(key, self.clock), probe["charge_id"], self.programs, self.clock
             )
             self._keep(key, result, None, time.perf_counter() - started)
-
-
-def money_view(driver: CoreDriver) -> tuple[list[Json], list[Json]]:
-    """Rewards (latest revision of each) and corrections, sorted by id: what must be equal
-    to the cent whatever the state's layout."""
-    rewards: dict[str, Json] = {}
-    for record in driver.records(REWARDS):
-        rewards[record["reward_id"]] = record
-    corrections = sorted(driver.records(CORRECTIONS), key=lambda c: c["clawback_id"])
-    return [rewards[k] for k in sorted(rewards)], corrections
