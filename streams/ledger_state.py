@@ -13,7 +13,7 @@ progress there under their own key); this module copies it and never reads it.
 State format (the `format` field of the JSON; `from_json` reads every earlier one):
 - 1: every event id in `seen_event_ids`, every invoice, charge and reward forever.
 - 2: `recent_event_ids` {id: event created} only within the dedup window; settled payments
-  past the window shrink to `settled` {payment id: [paid at, [payment keys]]} and their
+  past the window shrink to `settled` {payment id: [paid at, [payment keys], kind]} and their
   rewards to `used` {"program/currency": minor}; past the settled horizon a summary is
   dropped and `settled_before` remembers up to when (streams/compaction.py). A format-1
   state is upgraded on read: its ids are kept with the latest event time the state knows,

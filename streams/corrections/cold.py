@@ -112,14 +112,18 @@ def _set_groups(book: State, groups: Groups) -> None:
 
 
 def _short_id(reward_id: str, group: str) -> str:
-    """A reward id with its group's id (which it usually contains) as `*`."""
+    """A reward id with its group's id (which it usually contains once) as `*`, marked by a
+    leading `~` (only when the original has no `*`); any other id starting with `~` or `=`
+    is kept behind a `=`."""
     if reward_id.count(group) == 1 and "*" not in reward_id:
-        return reward_id.replace(group, "*")
-    return reward_id
+        return "~" + reward_id.replace(group, "*")
+    return "=" + reward_id if reward_id.startswith(("~", "=")) else reward_id
 
 
 def _long_id(short: str, group: str) -> str:
-    return short.replace("*", group) if "*" in short else short
+    if short.startswith("~"):
+        return short[1:].replace("*", group)
+    return short[1:] if short.startswith("=") else short
 
 
 def _group_of(ref: Mapping[str, Any]) -> str | None:

@@ -28,8 +28,8 @@ State (JSON, one value per customer key; `new_customer_state()`):
      "rewards": {reward_id: {"ref", "clawed": {"refund": int, "disputes": {id: int}},
                              "ids": [record ids used]}},
      "cause": {"event_id", "occurred_at", "charge_id", "refund_id"} | None,
-     "cold": {payment id: group}, "who": [customer_key, livemode, account] | None,
-     "dropped_before": int}     # settled payments in compact form: cold.py
+     "cold": {"oldest", "blob", "keys"} | {},   # compacted payments, exact: cold.py
+     "who": [customer_key, livemode, account] | None, "dropped_before": int}
 
 Format 3 added the cold storage (cold.py); `upgrade` reads formats 1 and 2.
 

@@ -292,3 +292,17 @@ def test_a_first_delivery_older_than_the_window_is_still_decided() -> None:
     )
     changes = [r for r in driver.records(topics.LIFECYCLE) if r["change"] == "plan_changed"]
     assert [(r["previous_amount_minor"], r["amount_minor"]) for r in changes] == [(4_900, 9_900)]
+
+
+@pytest.mark.parametrize(
+    ("reward_id", "group"),
+    [
+        ("live/std/in_1/invoice", "in_1"),
+        ("live/std/in_*/invoice", "in_*"),  # hostile ids survive the short form
+        ("live/std/in_1/in_1", "in_1"),
+        ("~odd*/x", "x"),
+        ("=x", "y"),
+    ],
+)
+def test_reward_ids_survive_their_short_form(reward_id: str, group: str) -> None:
+    assert cold._long_id(cold._short_id(reward_id, group), group) == reward_id
