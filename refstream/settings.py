@@ -167,6 +167,19 @@ class StreamsSettings:
     # REFSTREAM_TENURE_WINDOW_S: how long invoices wait for the customer's first paid
     # invoice (the tenure anchor) before the earliest one seen becomes the anchor.
     tenure_window_s: int = 3 * 86_400
+    # REFSTREAM_DEDUP_WINDOW_S: event ids are remembered (per customer) this long, by the
+    # event's Stripe `created`, to skip redeliveries cheaply, and settled payments keep their
+    # full detail this long before they shrink to a summary. It spans Stripe's 3-day retry
+    # horizon and the 30 days its Events API lists back (what `refstream replay` and
+    # backfills read); older redeliveries and replays meet idempotent transitions instead.
+    dedup_window_s: int = 35 * 86_400
+    # REFSTREAM_SETTLED_HORIZON_DAYS: how long after a payment its refunds and disputes can
+    # still claw its reward back. Card networks allow disputes up to 120 days after the
+    # payment as a rule and 540 days at most (Visa, Mastercard), and a dispute runs 2-3
+    # months more; Stripe sets no general time limit on card refunds. Past the horizon a
+    # payment's summary is dropped: a refund or a replayed payment event for it is
+    # dead-lettered with a clear reason (book the clawback by hand), never silently missed.
+    settled_horizon_days: int = 730
     # REFSTREAM_STRIPE_API_KEY: optional (sk_... or a restricted rk_... key that can read
     # customers). With it, revenue that waited REFSTREAM_LOOKUP_AFTER_S for its attribution
     # makes the worker read the customer's metadata from the Stripe API (customers created
@@ -387,6 +400,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         attribution_window_s=_int(env, "ATTRIBUTION_WINDOW_S", st.attribution_window_s, 1),
         one_time_window_s=_int(env, "ONE_TIME_WINDOW_S", st.one_time_window_s, minimum=1),
         tenure_window_s=_int(env, "TENURE_WINDOW_S", st.tenure_window_s, minimum=1),
+        dedup_window_s=_int(env, "DEDUP_WINDOW_S", st.dedup_window_s, minimum=3 * 86_400),
+        settled_horizon_days=_int(
+            env, "SETTLED_HORIZON_DAYS", st.settled_horizon_days, minimum=180
+        ),
         tick_interval_s=_int(env, "TICK_INTERVAL_S", st.tick_interval_s, minimum=1),
         session_timeout_s=_int(env, "WORKER_SESSION_TIMEOUT_S", st.session_timeout_s, 6),
         metrics_port=_opt_int(env, "WORKER_METRICS_PORT", minimum=1),

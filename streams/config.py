@@ -26,6 +26,12 @@ class LedgerConfig:
     # invoice.payments), treat it as the payment of an unclaimed paid invoice of the same
     # customer, currency and amount paid within one_time_window_s (see customer_ledger).
     match_charges_by_amount: bool = True
+    # Event ids are remembered this long (by Stripe `created`); settled payments keep their
+    # full detail this long after they were received, then shrink (streams/compaction.py).
+    dedup_window_s: int = 35 * DAY_S
+    # Past this, a settled payment's summary is dropped (refunds/disputes of it dead-letter).
+    # None: never compact (the reference the compaction tests compare with).
+    settled_horizon_s: int | None = 730 * DAY_S
 
     @classmethod
     def from_settings(cls, settings: StreamsSettings) -> LedgerConfig:
@@ -38,4 +44,6 @@ class LedgerConfig:
             attribution_window_s=settings.attribution_window_s,
             one_time_window_s=settings.one_time_window_s,
             tenure_window_s=settings.tenure_window_s,
+            dedup_window_s=settings.dedup_window_s,
+            settled_horizon_s=settings.settled_horizon_days * DAY_S,
         )

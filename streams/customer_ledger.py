@@ -8,8 +8,13 @@
 Nothing here knows Faust or Kafka; inputs are never mutated (a Decision carries a new
 state). Rules, and why:
 
-1. Deduplication: a Stripe event id seen before has no effect (outcome DUPLICATE).
-   Independently, every record id is derived from its cause and never emitted twice.
+1. Deduplication: a Stripe event id seen within `dedup_window_s` (by event `created`) has
+   no effect (outcome DUPLICATE). Older ids are forgotten, which is safe because every
+   transition is idempotent on its own: a payment is recorded once (by invoice / charge
+   id, then by its compact summary, see streams/compaction.py), every record id is
+   derived from its cause and never emitted twice, the first touch wins and a conflict
+   is recorded once per code. Stripe retries for 3 days and its Events API (replays,
+   backfills) lists 30 days back; the window is 35 days by default.
 2. Attribution: the first touch PROCESSED wins and never changes. "Earliest created" cannot
    be honoured in a stream: once a record is emitted it is immutable, and an older touch may
    arrive days later. A later touch with a different code yields one conflict record per
@@ -59,7 +64,9 @@ from typing import NamedTuple
 
 from refstream.topics import LINKS, REWARDS
 from streams.attribution import Touch, touches_in
+from streams.compaction import compact, remember_event, used_key
 from streams.config import LedgerConfig
+from streams.corrections.errors import BeyondHorizon
 from streams.invariants import invariant
 from streams.ledger_state import (
     ChargeFact,
@@ -68,6 +75,7 @@ from streams.ledger_state import (
     InvoiceFact,
     charge_ids_of_invoice,
     invoice_for_charge,
+    settled_payment_of,
     state_key,
 )
 from streams.programs import ProgramVersion
@@ -130,7 +138,7 @@ KIND_UNMATCHED = "unmatched"  # looked like an invoice's payment, no unique matc
 
 class Outcome(StrEnum):
     APPLIED = "applied"  # state may have changed; store it, emit the outputs
-    DUPLICATE = "duplicate"  # event id seen before: nothing to do
+    DUPLICATE = "duplicate"  # event id seen before (within the dedup window): nothing to do
     SKIPPED = "skipped"  # event type the ledger does not handle
     UNCHANGED = "unchanged"  # tick with nothing due
 
@@ -197,14 +205,17 @@ def decide(
         about is None or about == state.customer_key,
         f"event {event.event_id} is about {about} but was routed to state {state.key}",
     )
-    if event.event_id in state.seen_event_ids:
+    if event.event_id in state.recent_event_ids:
         return Decision(state, (), Outcome.DUPLICATE)
     run = _Run(state.copy(), programs, config, now=now, decided_at=event.created)
-    run.state.seen_event_ids.add(event.event_id)
+    remember_event(run.state, event.event_id, event.created, config.dedup_window_s)
     run.apply_touches(touches_in(event, obj, config.keys))
     run.record(event, obj)
     run.settle()
     run.complete_payment_ids()
+    compact(run.state, config, now)
+    # An id older than the window is not remembered (and not DUPLICATE): the worker still
+    # reads it for corrections and lifecycle records, which are idempotent on their own.
     return Decision(run.state, tuple(run.outputs), Outcome.APPLIED)
 
 
@@ -238,6 +249,7 @@ def tick(
     run.expire_windows()
     run.settle()
     run.complete_payment_ids()
+    compact(run.state, config, now)
     if not run.outputs and run.state.to_json() == state.to_json():
         return Decision(state, (), Outcome.UNCHANGED)
     return Decision(run.state, tuple(run.outputs), Outcome.APPLIED)
@@ -302,6 +314,24 @@ def unattributed_revenue(state: CustomerState) -> list[InvoiceFact | ChargeFact]
     facts: list[InvoiceFact | ChargeFact] = [i for i in state.invoices.values() if not i.settled]
     facts += [c for c in state.charges.values() if not c.settled and c.kind != KIND_INVOICE]
     return sorted(facts, key=lambda f: (f.event_created, f.event_id))
+
+
+def _check_horizon(state: CustomerState, event: StripeEvent, what: str, paid_at: int) -> None:
+    """A payment not in the state, paid before its payments were dropped past the settled
+    horizon: a replay and a first delivery look alike now, so refuse it loudly."""
+    if paid_at <= state.settled_before:
+        raise BeyondHorizon(
+            f"{event.event_id}: {what} was paid at {paid_at}, before this customer's payments "
+            f"dropped past the settled horizon (up to {state.settled_before}): a replay or a "
+            "first delivery, refstream cannot tell; book it by hand if it is new"
+        )
+
+
+def _used(state: CustomerState, program_id: str, currency: str) -> int:
+    """What a program already gave in a currency: live rewards plus compacted ones."""
+    return used_by_program(state.rewards, program_id, currency) + state.used.get(
+        used_key(program_id, currency), 0
+    )
 
 
 def _only(ids: list[str]) -> str | None:
@@ -376,9 +406,11 @@ class _Run:
             or inv.status not in (None, "paid")
             or inv.amount_earning <= 0
             or inv.id in s.invoices
+            or inv.id in s.settled  # compacted: decided long ago
         ):
             return
         paid_at = inv.paid_at if inv.paid_at is not None else event.created
+        _check_horizon(s, event, f"invoice {inv.id}", paid_at)
         s.invoices[inv.id] = InvoiceFact(
             invoice_id=inv.id,
             currency=inv.currency,
@@ -403,6 +435,11 @@ class _Run:
         s = self.state
         if ch.status != "succeeded" or ch.amount_captured <= 0 or ch.id in s.charges:
             return
+        if s.settled and any(
+            settled_payment_of(s, key) is not None for key in (ch.id, ch.payment_intent) if key
+        ):
+            return  # a payment (or a charge of a payment) compacted long ago
+        _check_horizon(s, event, f"charge {ch.id}", ch.created)
         s.charges[ch.id] = ChargeFact(
             charge_id=ch.id,
             payment_intent_id=ch.payment_intent,
@@ -608,7 +645,7 @@ class _Run:
                 total=inv.total,
                 tenure_month=month,
                 first_invoice=inv.invoice_id == s.anchor_invoice_id,
-                used_minor=used_by_program(s.rewards, pv.program.id, inv.currency),
+                used_minor=_used(s, pv.program.id, inv.currency),
             )
             for line in lines:
                 self._store_reward(
@@ -644,7 +681,7 @@ class _Run:
                 amount=charge.amount_captured,
                 total_excluding_tax=tax_free,
                 total=total,
-                used_minor=used_by_program(s.rewards, pv.program.id, charge.currency),
+                used_minor=_used(s, pv.program.id, charge.currency),
             )
             for line in lines:
                 self._store_reward(

@@ -9,6 +9,15 @@ for streams/corrections.
 
 `extra` is a JSON object owned by other decision modules (e.g. corrections may keep refund
 progress there under their own key); this module copies it and never reads it.
+
+State format (the `format` field of the JSON; `from_json` reads every earlier one):
+- 1: every event id in `seen_event_ids`, every invoice, charge and reward forever.
+- 2: `recent_event_ids` {id: event created} only within the dedup window; settled payments
+  past the window shrink to `settled` {payment id: [paid at, [payment keys], kind]} and their
+  rewards to `used` {"program/currency": minor}; past the settled horizon a summary is
+  dropped and `settled_before` remembers up to when (streams/compaction.py). A format-1
+  state is upgraded on read: its ids are kept with the latest event time the state knows,
+  so they age out of the window like any other.
 """
 
 from __future__ import annotations
@@ -20,7 +29,8 @@ from typing import Any
 from streams.attribution import Touch
 from streams.corrections.errors import invariant as state_invariant  # raises InvariantViolation
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
+READ_FORMATS = (1, 2)  # formats from_json reads (older ones are upgraded)
 
 
 def mode_tag(livemode: bool, account: str | None = None) -> str:
@@ -94,7 +104,8 @@ class CustomerState:
     customer_key: str
     livemode: bool
     guest: bool  # keyed by payment intent (no Stripe customer)
-    seen_event_ids: set[str] = field(default_factory=set)
+    # Event id -> Stripe `created`, for the ids within the dedup window (customer_ledger).
+    recent_event_ids: dict[str, int] = field(default_factory=dict)
     attribution: Touch | None = None
     organic: bool = False
     invoices: dict[str, InvoiceFact] = field(default_factory=dict)
@@ -108,6 +119,14 @@ class CustomerState:
     attributions: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> record
     extra: dict[str, Any] = field(default_factory=dict)
     account: str | None = None  # Connect: the connected account, None for the platform
+    # Compacted payments (streams/compaction.py): invoice or one-time charge id ->
+    # [paid at, sorted payment keys (payment intents and charges that paid it), kind]
+    # with kind "invoice" or "one_time".
+    settled: dict[str, list[Any]] = field(default_factory=dict)
+    # "program_id/currency" -> minor units of the compacted payments' rewards (caps).
+    used: dict[str, int] = field(default_factory=dict)
+    # Every payment paid at or before this was dropped past the settled horizon (0: none).
+    settled_before: int = 0
 
     @property
     def key(self) -> str:
@@ -123,7 +142,7 @@ class CustomerState:
             "customer_key": self.customer_key,
             "livemode": self.livemode,
             "guest": self.guest,
-            "seen_event_ids": sorted(self.seen_event_ids),
+            "recent_event_ids": dict(self.recent_event_ids),
             "attribution": None if self.attribution is None else self.attribution.to_json(),
             "organic": self.organic,
             "invoices": {k: asdict(v) for k, v in self.invoices.items()},
@@ -139,21 +158,27 @@ class CustomerState:
             "attributions": _clone(self.attributions),
             "extra": _clone(self.extra),
             "account": self.account,
+            "settled": {k: [v[0], list(v[1]), v[2]] for k, v in self.settled.items()},
+            "used": dict(self.used),
+            "settled_before": self.settled_before,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CustomerState:
         # State that cannot be read is a bug or a deployment fault, not bad input: stop.
+        # A format this code does not know was written by newer code: stop, never guess.
         state_invariant(
-            data.get("format") == STATE_FORMAT,
-            f"customer state format {data.get('format')!r}, expected {STATE_FORMAT}",
+            data.get("format") in READ_FORMATS,
+            f"customer state format {data.get('format')!r}, expected one of {READ_FORMATS}",
         )
+        if data["format"] == 1:
+            data = _upgrade_from_1(data)
         touch = data["attribution"]
         return cls(
             customer_key=data["customer_key"],
             livemode=data["livemode"],
             guest=data["guest"],
-            seen_event_ids=set(data["seen_event_ids"]),
+            recent_event_ids=dict(data["recent_event_ids"]),
             attribution=None if touch is None else Touch.from_json(touch),
             organic=data["organic"],
             invoices={k: InvoiceFact(**v) for k, v in data["invoices"].items()},
@@ -169,6 +194,9 @@ class CustomerState:
             attributions=_clone(data["attributions"]),
             extra=_clone(data["extra"]),
             account=data.get("account"),
+            settled={k: [v[0], list(v[1]), v[2]] for k, v in data["settled"].items()},
+            used=dict(data["used"]),
+            settled_before=data["settled_before"],
         )
 
     def copy(self) -> CustomerState:
@@ -184,6 +212,32 @@ def _clone(value: Any) -> Any:
     return pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))  # noqa: S301 -- our own bytes
 
 
+def _upgrade_from_1(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 -> 2: the seen ids get the latest event time the state knows (so they age
+    out of the dedup window once newer events pass it); nothing is compacted yet (the next
+    decision compacts what is due)."""
+    facts = [*data["invoices"].values(), *data["charges"].values()]
+    latest = max((int(f["event_created"]) for f in facts), default=0)
+    new = {k: v for k, v in data.items() if k != "seen_event_ids"}
+    new.update(
+        format=2,
+        recent_event_ids={event_id: latest for event_id in data["seen_event_ids"]},
+        settled={},
+        used={},
+        settled_before=0,
+    )
+    return new
+
+
+def settled_payment_of(state: CustomerState, key: str, kind: str | None = None) -> str | None:
+    """The compacted invoice or one-time charge (of `kind`, if given) that `key` (its id, a
+    payment intent or a charge id) paid, or None."""
+    for payment_id, (_, keys, its_kind) in state.settled.items():
+        if (key == payment_id or key in keys) and kind in (None, its_kind):
+            return payment_id
+    return None
+
+
 # --- lookups (the read API for corrections) -------------------------------------------------
 
 
@@ -195,7 +249,14 @@ def invoice_for_charge(state: CustomerState, charge_id: str) -> str | None:
         return invoice_id
     fact = state.charges.get(charge_id)
     if fact is not None and fact.payment_intent_id is not None:
-        return state.invoice_of_payment_intent.get(fact.payment_intent_id)
+        invoice_id = state.invoice_of_payment_intent.get(fact.payment_intent_id)
+        if invoice_id is not None:
+            return invoice_id
+    if state.settled:  # a late charge of a compacted invoice still belongs to it
+        for key in (charge_id, fact.payment_intent_id if fact is not None else None):
+            settled = None if key is None else settled_payment_of(state, key, "invoice")
+            if settled is not None:
+                return settled
     return None
 
 

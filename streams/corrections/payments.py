@@ -27,7 +27,11 @@ State (JSON, one value per customer key; `new_customer_state()`):
      "links": {invoice_id: {payment_key: share_minor | None}},
      "rewards": {reward_id: {"ref", "clawed": {"refund": int, "disputes": {id: int}},
                              "ids": [record ids used]}},
-     "cause": {"event_id", "occurred_at", "charge_id", "refund_id"} | None}
+     "cause": {"event_id", "occurred_at", "charge_id", "refund_id"} | None,
+     "cold": {"oldest", "blob", "keys"} | {},   # compacted payments, exact: cold.py
+     "who": [customer_key, livemode, account] | None, "dropped_before": int}
+
+Format 3 added the cold storage (cold.py); `upgrade` reads formats 1 and 2.
 
 Facts are kept even when no reward exists yet (a refund before its payment): they settle
 when the reward registers. A charge whose captured amount is not known yet is assumed to
@@ -42,13 +46,14 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
+from streams.corrections import cold
 from streams.corrections.clawback_math import fraction_half_up
-from streams.corrections.errors import CorrectionInputError, invariant
+from streams.corrections.errors import BeyondHorizon, CorrectionInputError, invariant
 from streams.corrections.refs import DisputeFact, PaymentLink, RefundFact, RewardRef
 
 Correction = dict[str, Any]
 State = dict[str, Any]
-FORMAT = 2
+FORMAT = 3
 
 # Refund statuses move forward only; failed and canceled are terminal and count nothing.
 REFUND_RANK = {"pending": 0, "requires_action": 0, "succeeded": 1, "failed": 2, "canceled": 2}
@@ -71,14 +76,28 @@ LOST_DISPUTE_STATUSES = frozenset({"lost"})
 
 
 def new_customer_state() -> State:
-    return {"format": FORMAT, "charges": {}, "links": {}, "rewards": {}, "cause": None}
+    return {
+        "format": FORMAT,
+        "charges": {},
+        "links": {},
+        "rewards": {},
+        "cause": None,
+        **cold.empty_cold(),
+    }
+
+
+def _deep_copy(state: Mapping[str, Any]) -> State:
+    return pickle.loads(pickle.dumps(dict(state), protocol=pickle.HIGHEST_PROTOCOL))  # type: ignore[no-any-return]  # noqa: S301 -- our own bytes
 
 
 def upgrade(state: Mapping[str, Any]) -> State:
-    """State of an earlier format, read into this one (format 1 kept payments by intent)."""
+    """State of an earlier format, read into this one (format 1 kept payments by intent,
+    format 2 had no cold storage)."""
     if state.get("format") == FORMAT:
         # pickle: a deep copy several times faster than copy.deepcopy (every step makes one)
-        return pickle.loads(pickle.dumps(dict(state), protocol=pickle.HIGHEST_PROTOCOL))  # type: ignore[no-any-return]  # noqa: S301 -- our own bytes
+        return _deep_copy(state)
+    if state.get("format") == 2:
+        return {**_deep_copy(state), **cold.empty_cold(), "format": FORMAT}
     new = new_customer_state()
     for payment in state.get("payments", {}).values():
         pi = payment.get("payment_intent_id")
@@ -127,8 +146,9 @@ def register_reward(state: State, ref: RewardRef) -> tuple[State, list[Correctio
     """Record a reward and settle refunds and disputes already seen. A reward id seen
     before has no second effect."""
     state = upgrade(state)
-    if ref.reward_id in state["rewards"]:
+    if ref.reward_id in state["rewards"] or cold.is_cold_reward(state, ref.reward_id):
         return state, []
+    cold.thaw_touched(state, (ref.invoice_id, ref.payment_intent_id, ref.charge_id))
     state["rewards"][ref.reward_id] = {
         "ref": ref.to_dict(),
         "clawed": {"refund": 0, "disputes": {}},
@@ -148,6 +168,7 @@ def link_payment(state: State, link: PaymentLink) -> tuple[State, list[Correctio
     key = link.payment_intent_id or link.charge_id
     if key is None:
         raise CorrectionInputError(f"{link.event_id}: a payment link names no payment")
+    cold.thaw_touched(state, (link.invoice_id, link.payment_intent_id, link.charge_id))
     if link.charge_id is not None:
         _charge(state, link.charge_id, link.payment_intent_id, None)
     _link(state, link.invoice_id, key, link.share_minor)
@@ -164,6 +185,8 @@ def link_payment(state: State, link: PaymentLink) -> tuple[State, list[Correctio
 def apply_refund(state: State, fact: RefundFact) -> tuple[State, list[Correction]]:
     """A charge snapshot (cumulative amount_refunded) or one refund's status."""
     state = upgrade(state)
+    cold.thaw_touched(state, (fact.charge_id, fact.payment_intent_id))
+    _check_horizon(state, fact)
     charge = _charge(state, fact.charge_id, fact.payment_intent_id, fact.currency)
     if fact.amount_captured_minor is not None:
         charge["captured"] = fact.amount_captured_minor
@@ -204,6 +227,7 @@ def apply_dispute(state: State, fact: DisputeFact) -> tuple[State, list[Correcti
     """A dispute observation. Its status class only moves forward (inquiry < chargeback <
     lost < won), so stale and reordered events change nothing."""
     state = upgrade(state)
+    cold.thaw_touched(state, (fact.charge_id, fact.payment_intent_id))
     charge = _charge(state, fact.charge_id, fact.payment_intent_id, None)
     seen = {"event_id": fact.event_id, "occurred_at": fact.occurred_at}
     # A status Stripe adds later (e.g. an appeal's) is an open chargeback until it is final.
@@ -232,6 +256,23 @@ def reward_left_minor(entry: Mapping[str, Any]) -> int:
 
 
 # --- state helpers ----------------------------------------------------------------------
+
+
+def _check_horizon(state: State, fact: RefundFact) -> None:
+    """A snapshot of a charge no reward here uses, made before the payments dropped past
+    the settled horizon: its reward (if any) is gone from this state, so no silent miss."""
+    made = fact.charge_created
+    keys = {fact.charge_id, fact.payment_intent_id} - {None}
+    if (
+        made is not None
+        and made <= state["dropped_before"]
+        and not keys & cold.live_keys(state)  # no live reward uses it (cold ones: thawed)
+    ):
+        raise BeyondHorizon(
+            f"{fact.event_id}: charge {fact.charge_id} was made at {made}, before this "
+            f"customer's payments dropped past the settled horizon (up to "
+            f"{state['dropped_before']}); if it earned a reward, book its clawback by hand"
+        )
 
 
 def _charge(state: State, charge_id: str, pi: str | None, currency: str | None) -> dict:

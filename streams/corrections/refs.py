@@ -136,6 +136,7 @@ class RefundFact:
     decreased: bool = False  # previous_attributes shows amount_refunded went down
     refund_status: str | None = None
     refund_created: int | None = None
+    charge_created: int | None = None  # charge snapshots: when the payment was made
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,10 @@ def _envelope(event: Mapping[str, Any]) -> tuple[str, int, Mapping[str, Any]]:
     return event_id, created, obj
 
 
+def _time(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _amount(obj: Mapping[str, Any], key: str, event_id: str) -> int | None:
     value = obj.get(key)
     if value is None:
@@ -103,6 +107,7 @@ def refund_fact(event: Mapping[str, Any]) -> RefundFact | None:
             ),
             release_minor=release,
             decreased=decreased,
+            charge_created=_time(obj.get("created")),
         )
     refund_id, charge_id = _id(obj.get("id")), _id(obj.get("charge"))
     if refund_id is None or charge_id is None:
