@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/state_bench.py [--years 10] [--customers 2]
 
-Drives the worker's real CustomerCore (streams/worker_core.py) in memory, through
+Drives the worker's real CustomerCore (streams/worker/cores.py) in memory, through
 tests/support/core_driver.py (the link agent, ticks and probe answers as the worker does
 them), with `customers` subscribers per API family (pre-basil and basil payload shapes)
 paying a monthly invoice for `years` years, with refunds, a refund that fails, chargebacks

@@ -25,7 +25,7 @@ from simulator.stripe_factory import StripeFactory
 from streams.config import LedgerConfig
 from streams.payment_links import on_link_message
 from streams.programs import ProgramVersion
-from streams.worker_core import CoreResult, CustomerCore, Output
+from streams.worker.cores import CoreResult, CustomerCore, Output
 
 Json = dict[str, Any]
 
