@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.required_events import REQUIRED_EVENTS
+from streams.ledger.required_events import REQUIRED_EVENTS
 
 EVENTS = "events"
 # Stripe keeps events for 30 days; the backfill stops asking the Events API this much

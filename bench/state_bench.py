@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simulator.stripe_factory import API_VERSIONS, DEFAULT_START
-from streams.config import DAY_S
-from streams.programs import ProgramVersion, parse_program
+from streams.ledger.config import DAY_S
+from streams.ledger.programs import ProgramVersion, parse_program
 from tests.support.core_driver import CoreDriver
 from tests.support.long_story import long_story
 

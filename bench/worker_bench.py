@@ -45,7 +45,7 @@ from refstream.topics import STRIPE_EVENTS, ensure_topics
 from simulator.plan import DeliveryOptions, delivery_plan
 from simulator.scenario import ScenarioConfig, generate
 from simulator.stripe_factory import StripeFactory
-from streams.programs import parse_programs_toml
+from streams.ledger.programs import parse_programs_toml
 from streams.worker.topology import internal_specs
 from streams.worker_programs import apply_programs
 

@@ -1,6 +1,6 @@
 """What an edited program would have paid on the latest month of this program's rewarded
 payments, in one ledger mode, next to what the version in force paid: per currency, with
-the reward engine's own math (streams/rewards.py `invoice_lines` / `one_time_lines`).
+the reward engine's own math (streams/ledger/rewards.py `invoice_lines` / `one_time_lines`).
 
 From each reward record's own fields: the payment's amount, its base and its tenure month.
 An estimate, and the page says so: payments the version in force did not reward (below its
@@ -16,8 +16,13 @@ from dataclasses import dataclass, field
 
 from dashboard.data import Data, Row
 from dashboard.modes import account_of, base_mode
-from streams.programs import Program
-from streams.rewards import LINE_FIRST_INVOICE_BONUS, LINE_ONE_TIME, invoice_lines, one_time_lines
+from streams.ledger.programs import Program
+from streams.ledger.rewards import (
+    LINE_FIRST_INVOICE_BONUS,
+    LINE_ONE_TIME,
+    invoice_lines,
+    one_time_lines,
+)
 
 LATEST_MONTH_SQL = """
 SELECT reward_id, line, customer_key, invoice_id, charge_id, toString(currency) AS currency,

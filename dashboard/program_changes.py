@@ -20,7 +20,7 @@ from refstream import topics
 from refstream.kafka_io import read_to_end
 from refstream.settings import KafkaSettings
 from refstream.topics import TopicSpec, ensure_topics
-from streams.programs import Program, ProgramVersion
+from streams.ledger.programs import Program, ProgramVersion
 from streams.worker_programs import apply_programs
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 The form only restructures text into the file format's shapes (integers where digits
 were typed, currency tables from `usd=1000, eur=900`); validation is the CLI's parser,
-`streams.programs.parse_program`, and each of its messages is shown next to the field it
+`streams.ledger.programs.parse_program`, and each of its messages is shown next to the field it
 names (`program 'x': tiers[1]: rate: ...` -> field `tiers[1].rate`).
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.programs import Program, ProgramError, parse_program
+from streams.ledger.programs import Program, ProgramError, parse_program
 
 BLANK_TIERS = 2  # empty tier rows offered below the existing ones
 MAX_TIERS = 24

@@ -1,6 +1,6 @@
 """`refstream doctor`: is Stripe sending every event type the ledger needs?
 
-Two checks against streams/required_events.py, per API family:
+Two checks against streams/ledger/required_events.py, per API family:
 1. seen: the event types in the retained `stripe.events` log (the last `--sample` records
    of each partition), with the API versions they were rendered in;
 2. enabled (only with REFSTREAM_STRIPE_API_KEY): the `enabled_events` of the account's
@@ -25,7 +25,7 @@ from refstream import topics
 from refstream.avro_codec import AvroCodec, AvroDecodeError
 from refstream.kafka_io import topic_partitions
 from refstream.settings import Settings
-from streams.required_events import FAMILIES, family_of, missing
+from streams.ledger.required_events import FAMILIES, family_of, missing
 
 DEFAULT_SAMPLE = 20_000
 

@@ -23,7 +23,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from refstream.settings import Settings
-from streams.required_events import REQUIRED_EVENTS
+from streams.ledger.required_events import REQUIRED_EVENTS
 
 OTHER = "other"
 KNOWN_EVENT_TYPES = frozenset({e.type for e in REQUIRED_EVENTS} | {"invoice.payment_succeeded"})

@@ -21,7 +21,7 @@ programs topic, and ClickHouse's dead_letters table for the sink stage (when it 
 opened: the embedded engine is locked while the sink runs; a ClickHouse server always can).
 
 Warnings: broker unreachable; required Stripe event types never seen for an API family
-that is seen (streams/required_events.py); dead letters present; a group whose lag grew in
+that is seen (streams/ledger/required_events.py); dead letters present; a group whose lag grew in
 each of the last (up to LAG_GROWTH_SAMPLES) samples taken by this process (the dashboard
 polls; the CLI takes two samples a second apart).
 """
@@ -45,7 +45,7 @@ from aiokafka.errors import KafkaError
 from refstream import topics
 from refstream.avro_codec import AvroCodec, AvroDecodeError
 from refstream.settings import Settings
-from streams.required_events import FAMILIES, family_of, missing
+from streams.ledger.required_events import FAMILIES, family_of, missing
 
 log = logging.getLogger(__name__)
 SAMPLE_PER_PARTITION = 2_000

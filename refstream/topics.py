@@ -14,48 +14,46 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from refstream.settings import KafkaSettings
+from refstream.topic_names import (  # re-exported: the names are part of this module's API
+    ATTRIBUTIONS,
+    CLAWBACKS,
+    INTERNAL_TOPIC_SCHEMAS,
+    LIFECYCLE,
+    LINK_PROBE_ANSWER_SCHEMA,
+    LINKS,
+    OUTPUT_TOPICS,
+    PAYOUTS,
+    PROGRAMS,
+    REWARD_STATUS,
+    REWARDS,
+    STRIPE_EVENTS,
+    STRIPE_EVENTS_DLQ,
+    TICKS,
+    TOPIC_SCHEMAS,
+)
+
+__all__ = [  # the names, and what creates the topics
+    "ATTRIBUTIONS",
+    "CLAWBACKS",
+    "INTERNAL_TOPIC_SCHEMAS",
+    "LIFECYCLE",
+    "LINKS",
+    "LINK_PROBE_ANSWER_SCHEMA",
+    "OUTPUT_TOPICS",
+    "PAYOUTS",
+    "PROGRAMS",
+    "REWARDS",
+    "REWARD_STATUS",
+    "STRIPE_EVENTS",
+    "STRIPE_EVENTS_DLQ",
+    "TICKS",
+    "TOPIC_SCHEMAS",
+    "TopicSpec",
+    "ensure_topics",
+    "topic_specs",
+]
 
 log = logging.getLogger(__name__)
-
-STRIPE_EVENTS = "stripe.events"
-STRIPE_EVENTS_DLQ = "stripe.events.dlq"
-REWARDS = "referral.rewards"
-CLAWBACKS = "referral.clawbacks"
-ATTRIBUTIONS = "referral.attributions"
-LIFECYCLE = "referral.lifecycle"
-REWARD_STATUS = "referral.status"
-PAYOUTS = "referral.payouts"
-PROGRAMS = "referral.programs"
-# Internal: time signals for the workers' windows and holds (see streams/worker/).
-TICKS = "refstream.ticks"
-# Internal: payment intent -> owner, events to re-key and link probes (see streams/worker/).
-LINKS = "refstream.links"
-
-# The Avro schema (schemas/<name>.avsc) of each topic's record values.
-TOPIC_SCHEMAS = {
-    STRIPE_EVENTS: "stripe_event",
-    STRIPE_EVENTS_DLQ: "dead_letter",
-    REWARDS: "reward",
-    CLAWBACKS: "clawback",
-    ATTRIBUTIONS: "attribution",
-    LIFECYCLE: "lifecycle",
-    REWARD_STATUS: "reward_status",
-    PAYOUTS: "payout",
-}
-# Schemas of the topics between the worker's own agents (names as in streams/worker/cores.py
-# and streams/worker/). Not a contract with downstream services, but records outlive a
-# deploy (retained, or in flight during a rolling upgrade), so they evolve by the same rules
-# and the codec reads every committed version (schemas/history/).
-INTERNAL_TOPIC_SCHEMAS = {
-    "refstream.corrections": "correction",
-    LINKS: "payment_link",
-    TICKS: "tick",
-    "refstream.referrer-ticks": "tick",
-}
-# refstream.rerouted carries stripe_event values, and link probe answers marked by a header.
-LINK_PROBE_ANSWER_SCHEMA = "link_probe_answer"
-# What the worker emits.
-OUTPUT_TOPICS = (REWARDS, ATTRIBUTIONS, CLAWBACKS, REWARD_STATUS, LIFECYCLE)
 
 
 @dataclass(frozen=True)

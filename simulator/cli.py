@@ -142,7 +142,7 @@ def _write(path: Path, text: str) -> None:
 
 async def _apply_program(settings: Settings, toml: str, program_id: str) -> None:
     # Imported here: only this option needs Kafka.
-    from streams.programs import parse_programs_toml
+    from streams.ledger.programs import parse_programs_toml
     from streams.worker_programs import apply_programs, read_programs
 
     changed = await apply_programs(settings.kafka, parse_programs_toml(toml, "simulator"))

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from streams.tenure import add_months
+from streams.ledger.tenure import add_months
 
 PRE_BASIL = "2024-06-20"
 BASIL = "2025-03-31.basil"

@@ -2,12 +2,12 @@
 
     ValueError
      ├── refstream.avro_codec.AvroDecodeError      a record that is not of its schema
-     ├── streams.stripe_payloads.ParseError        a Stripe payload the ledger cannot read
+     ├── streams.ledger.stripe_payloads.ParseError        a Stripe payload the ledger cannot read
      ├── streams.corrections.CorrectionInputError  a refund/dispute/payout it cannot use
      └── OutputEncodeError                         a decision whose records cannot be
                                                    encoded (e.g. a surrogate in a code)
     RuntimeError
-     └── streams.invariants.InvariantError         a routing fault: the event reached the
+     └── streams.ledger.invariants.InvariantError         a routing fault: the event reached the
           │                                        wrong state (dead-lettered, never mixed)
           └── streams.corrections.InvariantViolation   the ledger itself would break
 
@@ -29,8 +29,8 @@ import sys
 
 from refstream.avro_codec import AvroDecodeError
 from streams.corrections.errors import CorrectionInputError, InvariantViolation
-from streams.invariants import InvariantError
-from streams.stripe_payloads import ParseError
+from streams.ledger.invariants import InvariantError
+from streams.ledger.stripe_payloads import ParseError
 
 log = logging.getLogger(__name__)
 

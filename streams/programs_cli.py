@@ -8,7 +8,7 @@ import json
 import sys
 
 from refstream.settings import Settings
-from streams.programs import ProgramError, load_programs
+from streams.ledger.programs import ProgramError, load_programs
 from streams.worker_programs import apply_programs, read_programs
 
 

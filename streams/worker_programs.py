@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from refstream import topics
 from refstream.kafka_io import assign_from_start, read_to_end
 from refstream.settings import KafkaSettings
-from streams.programs import Program, ProgramError, ProgramVersion
+from streams.ledger.programs import Program, ProgramError, ProgramVersion
 
 log = logging.getLogger(__name__)
 

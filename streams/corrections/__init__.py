@@ -1,6 +1,6 @@
 """Corrections to the referral ledger: refunds, disputes, holds, payouts, balances, lifecycle.
 
-Pure functions over plain JSON-serialisable state; nothing here knows Faust or Kafka, and
+Pure functions over plain JSON-serialisable state; nothing here knows Kafka, and
 time is always passed in. Two sides, because refunds arrive per customer and payouts per
 referrer:
 

@@ -1,6 +1,6 @@
 """Cold storage of the customer correction book: settled payments in a compact, exact form.
 
-A payment the ledger has compacted (streams/compaction.py: settled, past the dedup window)
+A payment the ledger has compacted (streams/ledger/compaction.py: settled, past the dedup window)
 moves out of the book's live `rewards` / `links` / `charges` into cold storage, one group
 per invoice (or one-time charge) with what the clawback math needs and nothing it can
 rebuild: the reward refs without the customer-wide fields (kept once in `who`), the

@@ -4,7 +4,7 @@
      └── CorrectionInputError   bad input (a malformed payload or record): dead-letter it
           └── BeyondHorizon     about a payment dropped past the settled horizon
     RuntimeError
-     └── streams.invariants.InvariantError   a routing fault in the customer ledger
+     └── streams.ledger.invariants.InvariantError   a routing fault in the customer ledger
           └── InvariantViolation              the ledger would break: fail loudly
 
 Business rejections (a payout naming a pending reward, ...) are values, not exceptions:
@@ -13,7 +13,7 @@ see `payouts.Rejection`.
 
 from __future__ import annotations
 
-from streams.invariants import InvariantError
+from streams.ledger.invariants import InvariantError
 
 
 class CorrectionInputError(ValueError):

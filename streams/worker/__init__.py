@@ -17,6 +17,6 @@ Module map:
   clock          worker time
 
 The agents take their table partitions and the emitter and decide through `cores`, which
-wraps the pure decision code (streams.customer_ledger, streams.corrections,
-streams.payment_links): none of that imports Kafka or settings.
+wraps the pure decision code (streams.ledger.customer_ledger, streams.corrections,
+streams.ledger.payment_links): none of that imports Kafka or settings.
 """

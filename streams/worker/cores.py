@@ -25,9 +25,7 @@ import orjson
 
 from refstream import topics
 from refstream.avro_codec import AvroCodec
-from refstream.settings import Settings
-from streams.attribution import Touch
-from streams.config import LedgerConfig
+from refstream.settings import Settings, StreamsSettings
 from streams.corrections import (
     RewardRef,
     Step,
@@ -54,7 +52,9 @@ from streams.corrections.stripe_facts import (
     REFUND_EVENTS,
     link_facts,
 )
-from streams.customer_ledger import (
+from streams.ledger.attribution import MetadataKeys, Touch
+from streams.ledger.config import DAY_S, LedgerConfig
+from streams.ledger.customer_ledger import (
     HANDLED_TYPES,
     Decision,
     Outcome,
@@ -67,9 +67,9 @@ from streams.customer_ledger import (
     tick,
     unattributed_revenue,
 )
-from streams.ledger_state import CustomerState, state_key
-from streams.programs import ProgramVersion
-from streams.stripe_payloads import StripeEvent, parse_envelope
+from streams.ledger.ledger_state import CustomerState, state_key
+from streams.ledger.programs import ProgramVersion
+from streams.ledger.stripe_payloads import StripeEvent, parse_envelope
 
 CORRECTION_TYPES = CHARGE_REFUND_EVENTS | REFUND_EVENTS | DISPUTE_EVENTS
 # invoice_payment.* names no customer: it reaches the owner's state through the link agent.
@@ -177,6 +177,22 @@ def dump_customer(state: CustomerState) -> bytes:
     return _dump(state.to_json())
 
 
+def ledger_config(settings: StreamsSettings) -> LedgerConfig:
+    """The ledger's knobs from the worker's settings (REFSTREAM_* variables)."""
+    return LedgerConfig(
+        keys=MetadataKeys(
+            code=settings.referral_code_key,
+            new_user_id=settings.new_user_id_key,
+            organization_id=settings.organization_id_key,
+        ),
+        attribution_window_s=settings.attribution_window_s,
+        one_time_window_s=settings.one_time_window_s,
+        tenure_window_s=settings.tenure_window_s,
+        dedup_window_s=settings.dedup_window_s,
+        settled_horizon_s=settings.settled_horizon_days * DAY_S,
+    )
+
+
 class CustomerCore:
     """The customer side's decisions, on decoded states (`*_state` methods, which never
     change the state they are given) or on table bytes (the same decisions, for callers
@@ -198,7 +214,7 @@ class CustomerCore:
         conf = settings.streams
         key = conf.stripe_api_key
         return cls(
-            LedgerConfig.from_settings(conf),
+            ledger_config(conf),
             lookup_livemode=None if key is None else "_live_" in key.value,
             lookup_after_s=conf.lookup_after_s,
         )

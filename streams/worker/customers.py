@@ -17,7 +17,7 @@ from refstream.metrics import WorkerMetrics
 from refstream.topics import LINK_PROBE_ANSWER_SCHEMA
 from streams.corrections import InvariantViolation
 from streams.errors import BAD_INPUT, DEAD_LETTER
-from streams.ledger_state import CustomerState
+from streams.ledger.ledger_state import CustomerState
 from streams.worker.clock import now_s
 from streams.worker.cores import (
     CustomerCore,

@@ -3,7 +3,7 @@
 Learns which customer owns a payment intent, re-keys events that named only the payment
 (invoice_payment.*, guest refunds and disputes; parked until the owner is known) and
 answers a customer's probe after everything it re-keyed before it (the decisions are
-streams.payment_links.on_link_message).
+streams.ledger.payment_links.on_link_message).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from aiokafka import ConsumerRecord
 
 from refstream.avro_codec import AvroCodec
-from streams.payment_links import on_link_message
+from streams.ledger.payment_links import on_link_message
 from streams.worker.cores import Output, link_message, probe_answer_output
 from streams.worker.emitter import Emitter
 from streams.worker.tables import PartitionTable

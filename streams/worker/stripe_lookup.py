@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import stripe
 
 from refstream.settings import Secret
-from streams.attribution import MetadataKeys, Touch
+from streams.ledger.attribution import MetadataKeys, Touch
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from refstream.topics import ensure_topics
 from simulator.deliver import DeliveryLimits, deliver
 from simulator.plan import DeliveryOptions, delivery_plan
 from simulator.scenario import Scenario, ScenarioConfig, generate
-from streams.programs import parse_programs_toml
+from streams.ledger.programs import parse_programs_toml
 from streams.worker_programs import apply_programs
 from tests.integration.test_pipeline_e2e import by_referrer, expected_referrers, report
 from tests.support.pipeline import SECRET, Pipeline, free_port

@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page
 from refstream import topics
 from simulator.scenario import ScenarioConfig, generate
 from simulator.stripe_factory import DAY, DEFAULT_START
-from streams.programs import ProgramError, parse_program
+from streams.ledger.programs import ProgramError, parse_program
 from streams.worker_programs import read_programs
 from tests.browser.conftest import PASSWORD, USER, Running, blocking
 from tests.support.pipeline import half_up

@@ -23,7 +23,7 @@ from refstream.settings import REPO_ROOT, KafkaSettings
 from simulator.scenario import ScenarioConfig, generate
 from simulator.stripe_factory import BASIL, DAY
 from sinks.consumer import group_lag
-from streams.programs import parse_programs_toml
+from streams.ledger.programs import parse_programs_toml
 from streams.worker_programs import apply_programs
 from tests.integration.test_pipeline_e2e import expected_referrers, kafka_totals
 from tests.support.pipeline import Pipeline, free_port

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from refstream import topics
 from refstream.settings import KafkaSettings
-from streams.required_events import BASIL, required_types
+from streams.ledger.required_events import BASIL, required_types
 from tests.support.factories import BASIL as BASIL_VERSION
 from tests.support.factories import StripeFactory
 from tests.support.processes import kafka_env

@@ -19,7 +19,7 @@ from simulator.deliver import DeliveryLimits, deliver
 from simulator.plan import DeliveryOptions, delivery_plan
 from simulator.scenario import ScenarioConfig, generate
 from sinks.rewards import SPEC as REWARDS_SPEC
-from streams.programs import parse_programs_toml
+from streams.ledger.programs import parse_programs_toml
 from streams.worker_programs import apply_programs
 from tests.support.pipeline import SECRET, Pipeline, free_port
 from tests.support.processes import RefstreamProcess, read_topic, wait_until

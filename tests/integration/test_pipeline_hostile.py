@@ -23,7 +23,7 @@ from simulator.deliver import DeliveryLimits, deliver
 from simulator.plan import DeliveryOptions, delivery_plan
 from simulator.scenario import ScenarioConfig, generate
 from sinks.consumer import ALL_SPECS, group_lag
-from streams.programs import parse_programs_toml
+from streams.ledger.programs import parse_programs_toml
 from streams.worker_programs import apply_programs
 from tests.integration.test_pipeline_e2e import (
     by_referrer,

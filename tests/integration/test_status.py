@@ -14,7 +14,7 @@ from refstream.avro_codec import AvroCodec
 from refstream.settings import KafkaSettings, Secret, Settings, SinkSettings
 from refstream.status import collect_status, group_lag, render
 from simulator.stripe_factory import BASIL, StripeFactory
-from streams.programs import parse_programs_toml
+from streams.ledger.programs import parse_programs_toml
 from streams.worker_programs import apply_programs
 
 PROGRAM = '[[program]]\nid = "std"\nrate = "10%"\n'

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from refstream import topics
 from refstream.settings import KafkaSettings, Secret
-from streams.attribution import MetadataKeys
-from streams.programs import parse_programs_toml
+from streams.ledger.attribution import MetadataKeys
+from streams.ledger.programs import parse_programs_toml
 from streams.worker.stripe_lookup import CustomerLookup, LookupConfig
 from streams.worker_programs import apply_programs
 from tests.support.factories import PRE_BASIL, StripeFactory, subscription_story

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from refstream import topics
 from refstream.avro_codec import AvroCodec
 from refstream.settings import KafkaSettings
-from streams.programs import parse_programs_toml
+from streams.ledger.programs import parse_programs_toml
 from streams.worker_programs import apply_programs
 from tests.support.factories import PRE_BASIL, StripeFactory, one_time_story, subscription_story
 from tests.support.pipeline import Pipeline, half_up, shuffled_with_duplicates

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 
 from refstream import topics
 from refstream.settings import KafkaSettings
-from streams.programs import parse_programs_toml
+from streams.ledger.programs import parse_programs_toml
 from streams.worker_programs import apply_programs
 from tests.support.factories import (
     BASIL,

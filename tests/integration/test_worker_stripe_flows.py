@@ -30,7 +30,7 @@ import pytest
 
 from refstream import topics
 from refstream.settings import KafkaSettings
-from streams.programs import parse_programs_toml
+from streams.ledger.programs import parse_programs_toml
 from streams.worker_programs import apply_programs
 from tests.support.factories import (
     BASIL,

@@ -22,9 +22,9 @@ from typing import Any
 
 from refstream.topics import LINKS
 from simulator.stripe_factory import StripeFactory
-from streams.config import LedgerConfig
-from streams.payment_links import on_link_message
-from streams.programs import ProgramVersion
+from streams.ledger.config import LedgerConfig
+from streams.ledger.payment_links import on_link_message
+from streams.ledger.programs import ProgramVersion
 from streams.worker.cores import CoreResult, CustomerCore, Output
 
 Json = dict[str, Any]

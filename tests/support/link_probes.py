@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from refstream.topics import LINKS
-from streams.config import LedgerConfig
-from streams.customer_ledger import Decision, Outcome, links_probed
-from streams.programs import ProgramVersion
+from streams.ledger.config import LedgerConfig
+from streams.ledger.customer_ledger import Decision, Outcome, links_probed
+from streams.ledger.programs import ProgramVersion
 
 
 def answer_probes(

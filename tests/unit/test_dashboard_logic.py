@@ -16,7 +16,7 @@ from dashboard.overview import month_end, month_starts, rewards_by_month, trim_l
 from dashboard.programs_form import field_of, form_from_program, read_form, to_program
 from dashboard.statement import statement_csv
 from refstream.settings import Secret, SettingsError, load_settings
-from streams.programs import ProgramError, parse_program
+from streams.ledger.programs import ProgramError, parse_program
 
 TOKEN = "tok_" + "x" * 20
 USERS = (("alice", Secret("alice-password-0001")), ("bob", Secret("bob-password-00002")))

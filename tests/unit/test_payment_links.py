@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.payment_links import on_link_message
+from streams.ledger.payment_links import on_link_message
 
 OWNER = {"owner": "cus_a", "key_source": "customer"}
 PROBE = {"owner": "cus_a", "key_source": "customer", "state_key": "test:cus_a", "charge_id": "ch_1"}

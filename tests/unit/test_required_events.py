@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from refstream.doctor import Endpoint, Seen, report
-from streams.required_events import (
+from streams.ledger.required_events import (
     BASIL,
     PRE_BASIL,
     REQUIRED_EVENTS,

@@ -1,6 +1,6 @@
 """The simulator's independent ledger agrees with the pipeline's pure decision cores.
 
-Every customer's events go through streams.customer_ledger (attribution, rewards) and the
+Every customer's events go through streams.ledger.customer_ledger (attribution, rewards) and the
 customer side of streams.corrections (refund and dispute clawbacks), in Stripe time order
 and in a random order per customer; the attributions, the rewards and the net clawbacks
 per payment must equal what the simulator computed with its own arithmetic. This pins the
@@ -18,7 +18,6 @@ import pytest
 
 from simulator.scenario import Scenario, ScenarioConfig, generate
 from simulator.stripe_factory import StripeFactory
-from streams.config import LedgerConfig
 from streams.corrections import (
     apply_dispute,
     apply_refund,
@@ -28,9 +27,10 @@ from streams.corrections import (
 )
 from streams.corrections.refs import RewardRef
 from streams.corrections.stripe_facts import dispute_fact, link_facts, refund_fact
-from streams.customer_ledger import decide, ledger_key, tick
-from streams.programs import ProgramVersion, parse_programs_toml
-from streams.stripe_payloads import parse_envelope
+from streams.ledger.config import LedgerConfig
+from streams.ledger.customer_ledger import decide, ledger_key, tick
+from streams.ledger.programs import ProgramVersion, parse_programs_toml
+from streams.ledger.stripe_payloads import parse_envelope
 from tests.support.link_probes import answer_probes
 
 NOW = 1_900_000_000  # after every simulated event

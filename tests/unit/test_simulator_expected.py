@@ -26,7 +26,7 @@ from simulator.expected import (
     settle_payment,
     tenure_month,
 )
-from streams.programs import parse_programs_toml
+from streams.ledger.programs import parse_programs_toml
 
 FLAT = SimProgram(program_id="flat", tiers=(), duration_months=None)  # 20% of every invoice
 PROGRAM = SimProgram()  # 30% months 1-2, 25% months 3-4, 20% month 5, nothing after

@@ -23,12 +23,12 @@ from simulator.stripe_factory import (
     StripeFactory,
     subscription_story,
 )
-from streams.config import DAY_S, LedgerConfig
 from streams.corrections import cold
 from streams.corrections.errors import BeyondHorizon
 from streams.corrections.payments import new_customer_state, register_reward
 from streams.corrections.refs import RewardRef
-from streams.programs import ProgramVersion, parse_program
+from streams.ledger.config import DAY_S, LedgerConfig
+from streams.ledger.programs import ProgramVersion, parse_program
 from tests.support.core_driver import CoreDriver
 from tests.support.long_story import long_story
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.attribution import MetadataKeys, Touch, touches_in
-from streams.stripe_payloads import parse_envelope, read_object
+from streams.ledger.attribution import MetadataKeys, Touch, touches_in
+from streams.ledger.stripe_payloads import parse_envelope, read_object
 from tests.support.factories import API_VERSIONS, Line, StripeFactory
 
 T0 = 1_750_000_000

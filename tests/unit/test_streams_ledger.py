@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from refstream.avro_codec import AvroCodec
 from refstream.topics import ATTRIBUTIONS, REWARDS
 from refstream.topics import LINKS as LINKS_TOPIC
-from streams.config import DAY_S, LedgerConfig
-from streams.customer_ledger import (
+from streams.ledger.config import DAY_S, LedgerConfig
+from streams.ledger.customer_ledger import (
     HANDLED_TYPES,
     Decision,
     Outcome,
@@ -25,8 +25,8 @@ from streams.customer_ledger import (
     next_deadline,
     tick,
 )
-from streams.invariants import InvariantError
-from streams.ledger_state import (
+from streams.ledger.invariants import InvariantError
+from streams.ledger.ledger_state import (
     CustomerState,
     charge_ids_of_invoice,
     invoice_for_charge,
@@ -34,9 +34,9 @@ from streams.ledger_state import (
     rewards_for_invoice,
     rewards_for_payment_intent,
 )
-from streams.programs import ProgramVersion, parse_program
-from streams.stripe_payloads import ParseError, parse_envelope
-from streams.tenure import add_months
+from streams.ledger.programs import ProgramVersion, parse_program
+from streams.ledger.stripe_payloads import ParseError, parse_envelope
+from streams.ledger.tenure import add_months
 from tests.support.factories import (
     API_VERSIONS,
     BASIL,
@@ -811,9 +811,10 @@ def test_the_amount_match_never_takes_an_invoice_paid_by_another_payment() -> No
 
 def test_config_comes_from_the_streams_settings() -> None:
     from refstream.settings import load_settings
+    from streams.worker.cores import ledger_config
 
     env = {"REFSTREAM_REFERRAL_CODE_KEY": "ref", "REFSTREAM_ATTRIBUTION_WINDOW_S": "60"}
-    config = LedgerConfig.from_settings(load_settings(env).streams)
+    config = ledger_config(load_settings(env).streams)
     assert (config.keys.code, config.keys.new_user_id, config.attribution_window_s) == (
         "ref",
         "new_user_id",

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from refstream.avro_codec import AvroCodec
-from streams.stripe_payloads import (
+from streams.ledger.stripe_payloads import (
     ParseError,
     is_basil,
     parse_envelope,

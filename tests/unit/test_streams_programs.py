@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.programs import (
+from streams.ledger.programs import (
     ProgramError,
     ProgramVersion,
     load_programs,

@@ -1,6 +1,6 @@
 """Property tests of the reward money math against an independent integer formulation.
 
-The reference here never calls streams.rewards: ROUND_HALF_UP of a non-negative fraction n/d
+The reference here never calls streams.ledger.rewards: ROUND_HALF_UP of a non-negative fraction n/d
 is floor((2n + d) / 2d) in integers, rates are exact Fractions of their percent strings, and
 tiers, durations and caps are re-derived month by month from the program's plain fields.
 """
@@ -12,8 +12,8 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.programs import parse_program
-from streams.rewards import (
+from streams.ledger.programs import parse_program
+from streams.ledger.rewards import (
     LINE_FIRST_INVOICE_BONUS,
     LINE_INVOICE,
     base_amount,
@@ -22,7 +22,7 @@ from streams.rewards import (
     one_time_lines,
     reward_id,
 )
-from streams.stripe_payloads import read_invoice
+from streams.ledger.stripe_payloads import read_invoice
 from tests.support.factories import API_VERSIONS, Line, StripeFactory
 
 AMOUNTS = st.integers(min_value=0, max_value=10**12)

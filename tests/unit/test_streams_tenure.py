@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.tenure import add_months, tenure_month
+from streams.ledger.tenure import add_months, tenure_month
 
 
 def ts(*args: int) -> int:

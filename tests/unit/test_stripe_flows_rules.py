@@ -18,9 +18,9 @@ from streams.corrections.payments import (
 )
 from streams.corrections.refs import RewardRef
 from streams.corrections.stripe_facts import dispute_fact, link_facts, refund_fact
-from streams.ledger_state import state_key
-from streams.rewards import reward_id
-from streams.stripe_payloads import read_invoice
+from streams.ledger.ledger_state import state_key
+from streams.ledger.rewards import reward_id
+from streams.ledger.stripe_payloads import read_invoice
 
 T0 = 1_767_225_600
 DAY = 86_400

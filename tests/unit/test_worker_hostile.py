@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from refstream.avro_codec import AvroCodec
-from streams.config import LedgerConfig
 from streams.errors import DEAD_LETTER, OutputEncodeError
-from streams.programs import ProgramVersion, parse_program
+from streams.ledger.config import LedgerConfig
+from streams.ledger.programs import ProgramVersion, parse_program
 from streams.worker.cores import CustomerCore
 from tests.support.factories import API_VERSIONS, StripeFactory, subscription_story
 

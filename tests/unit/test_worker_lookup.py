@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from refstream.topics import ATTRIBUTIONS, REWARDS
-from streams.attribution import Touch
-from streams.config import LedgerConfig
-from streams.programs import ProgramVersion, parse_programs_toml
+from streams.ledger.attribution import Touch
+from streams.ledger.config import LedgerConfig
+from streams.ledger.programs import ProgramVersion, parse_programs_toml
 from streams.worker.cores import CustomerCore
 from tests.support.factories import PRE_BASIL, StripeFactory, subscription_story
 

@@ -1,7 +1,7 @@
 """Tenure months: which month of a customer's paying life a payment falls in.
 
 Month 1 starts at the anchor (the service start of the customer's first paid invoice, see
-streams/customer_ledger.py). Month k+1 starts at the k-th monthly anniversary of the anchor,
+streams/ledger/customer_ledger.py). Month k+1 starts at the k-th monthly anniversary of the anchor,
 in UTC, with the day clamped to the month's length the way Stripe bills: an anchor on
 Jan 31 10:00 has anniversaries Feb 28 10:00 (29 in leap years), Mar 31 10:00, Apr 30 10:00.
 Anything at or before the anchor is month 1.

@@ -3,7 +3,7 @@ schemas/attribution.avsc, wrapped in an `Output` that names the topic and the ke
 
 Ids are deterministic (derived from the cause), so a re-emission after a crash carries the
 same id and downstream stores keep one copy:
-- reward:      "{mode}/{program_id}/{invoice or charge id}/{line}"  (streams.rewards)
+- reward:      "{mode}/{program_id}/{invoice or charge id}/{line}"  (streams.ledger.rewards)
 - attribution: "{mode}/attribution/{customer_key}", "{mode}/organic/{customer_key}",
                "{mode}/conflict/{customer_key}/{code}"
 where mode is "live" or "test", so the two modes can never replace each other downstream.
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from refstream.topics import ATTRIBUTIONS, REWARDS
-from streams.attribution import Touch
-from streams.ledger_state import CustomerState, mode_tag
-from streams.programs import ProgramVersion
-from streams.rewards import RewardLine, reward_id
+from refstream.topic_names import ATTRIBUTIONS, REWARDS
+from streams.ledger.attribution import Touch
+from streams.ledger.ledger_state import CustomerState, mode_tag
+from streams.ledger.programs import ProgramVersion
+from streams.ledger.rewards import RewardLine, reward_id
 
 KIND_ATTRIBUTION = "attribution"
 KIND_CONFLICT = "conflict"

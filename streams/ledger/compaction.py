@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.config import LedgerConfig
 from streams.corrections import cold
 from streams.corrections.payments import upgrade as upgrade_book
-from streams.ledger_state import ChargeFact, CustomerState, InvoiceFact, invoice_for_charge
+from streams.ledger.config import LedgerConfig
+from streams.ledger.ledger_state import ChargeFact, CustomerState, InvoiceFact, invoice_for_charge
 
 KIND_INVOICE = "invoice"
 KIND_ONE_TIME = "one_time"

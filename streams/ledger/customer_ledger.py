@@ -11,7 +11,7 @@ state). Rules, and why:
 1. Deduplication: a Stripe event id seen within `dedup_window_s` (by event `created`) has
    no effect (outcome DUPLICATE). Older ids are forgotten, which is safe because every
    transition is idempotent on its own: a payment is recorded once (by invoice / charge
-   id, then by its compact summary, see streams/compaction.py), every record id is
+   id, then by its compact summary, see streams/ledger/compaction.py), every record id is
    derived from its cause and never emitted twice, the first touch wins and a conflict
    is recorded once per code. Stripe retries for 3 days and its Events API (replays,
    backfills) lists 30 days back; the window is 35 days by default.
@@ -62,13 +62,13 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import NamedTuple
 
-from refstream.topics import LINKS, REWARDS
-from streams.attribution import Touch, touches_in
-from streams.compaction import compact, remember_event, used_key
-from streams.config import LedgerConfig
+from refstream.topic_names import LINKS, REWARDS
 from streams.corrections.errors import BeyondHorizon
-from streams.invariants import invariant
-from streams.ledger_state import (
+from streams.ledger.attribution import Touch, touches_in
+from streams.ledger.compaction import compact, remember_event, used_key
+from streams.ledger.config import LedgerConfig
+from streams.ledger.invariants import invariant
+from streams.ledger.ledger_state import (
     ChargeFact,
     CheckoutPayment,
     CustomerState,
@@ -78,8 +78,8 @@ from streams.ledger_state import (
     settled_payment_of,
     state_key,
 )
-from streams.programs import ProgramVersion
-from streams.records import (
+from streams.ledger.programs import ProgramVersion
+from streams.ledger.records import (
     KIND_ATTRIBUTION,
     KIND_CONFLICT,
     Output,
@@ -88,8 +88,8 @@ from streams.records import (
     organic_output,
     reward_output,
 )
-from streams.rewards import invoice_lines, one_time_lines, used_by_program
-from streams.stripe_payloads import (
+from streams.ledger.rewards import invoice_lines, one_time_lines, used_by_program
+from streams.ledger.stripe_payloads import (
     Charge,
     CheckoutSession,
     Customer,
@@ -100,7 +100,7 @@ from streams.stripe_payloads import (
     Subscription,
     read_object,
 )
-from streams.tenure import tenure_month
+from streams.ledger.tenure import tenure_month
 
 REVENUE_INVOICE_TYPES = frozenset({"invoice.paid", "invoice.payment_succeeded"})
 HANDLED_TYPES = frozenset(

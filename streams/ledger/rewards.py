@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
-from streams.programs import Program, Terms
+from streams.ledger.programs import Program, Terms
 
 LINE_INVOICE = "invoice"
 LINE_ONE_TIME = "one_time"

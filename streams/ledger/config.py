@@ -1,11 +1,11 @@
-"""The knobs of the customer ledger, as one small frozen object (built from the settings)."""
+"""The knobs of the customer ledger, as one small frozen object (the worker builds it from
+its settings: streams.worker.cores.ledger_config)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from refstream.settings import StreamsSettings
-from streams.attribution import MetadataKeys
+from streams.ledger.attribution import MetadataKeys
 
 DAY_S = 86_400
 
@@ -27,23 +27,8 @@ class LedgerConfig:
     # customer, currency and amount paid within one_time_window_s (see customer_ledger).
     match_charges_by_amount: bool = True
     # Event ids are remembered this long (by Stripe `created`); settled payments keep their
-    # full detail this long after they were received, then shrink (streams/compaction.py).
+    # full detail this long after they were received, then shrink (streams/ledger/compaction.py).
     dedup_window_s: int = 35 * DAY_S
     # Past this, a settled payment's summary is dropped (refunds/disputes of it dead-letter).
     # None: never compact (the reference the compaction tests compare with).
     settled_horizon_s: int | None = 730 * DAY_S
-
-    @classmethod
-    def from_settings(cls, settings: StreamsSettings) -> LedgerConfig:
-        return cls(
-            keys=MetadataKeys(
-                code=settings.referral_code_key,
-                new_user_id=settings.new_user_id_key,
-                organization_id=settings.organization_id_key,
-            ),
-            attribution_window_s=settings.attribution_window_s,
-            one_time_window_s=settings.one_time_window_s,
-            tenure_window_s=settings.tenure_window_s,
-            dedup_window_s=settings.dedup_window_s,
-            settled_horizon_s=settings.settled_horizon_days * DAY_S,
-        )

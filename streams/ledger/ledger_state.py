@@ -15,7 +15,7 @@ State format (the `format` field of the JSON; `from_json` reads every earlier on
 - 2: `recent_event_ids` {id: event created} only within the dedup window; settled payments
   past the window shrink to `settled` {payment id: [paid at, [payment keys], kind]} and their
   rewards to `used` {"program/currency": minor}; past the settled horizon a summary is
-  dropped and `settled_before` remembers up to when (streams/compaction.py). A format-1
+  dropped and `settled_before` remembers up to when (streams/ledger/compaction.py). A format-1
   state is upgraded on read: its ids are kept with the latest event time the state knows,
   so they age out of the window like any other.
 """
@@ -26,8 +26,8 @@ import pickle
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from streams.attribution import Touch
 from streams.corrections.errors import invariant as state_invariant  # raises InvariantViolation
+from streams.ledger.attribution import Touch
 
 STATE_FORMAT = 2
 READ_FORMATS = (1, 2)  # formats from_json reads (older ones are upgraded)
@@ -119,7 +119,7 @@ class CustomerState:
     attributions: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> record
     extra: dict[str, Any] = field(default_factory=dict)
     account: str | None = None  # Connect: the connected account, None for the platform
-    # Compacted payments (streams/compaction.py): invoice or one-time charge id ->
+    # Compacted payments (streams/ledger/compaction.py): invoice or one-time charge id ->
     # [paid at, sorted payment keys (payment intents and charges that paid it), kind]
     # with kind "invoice" or "one_time".
     settled: dict[str, list[Any]] = field(default_factory=dict)

@@ -2,7 +2,7 @@
 
 A *touch* is one sighting of a referral code on a Stripe object. The ledger applies the
 first one it processes for a customer and never changes it afterwards (see
-streams/customer_ledger.py for why "first processed" and not "earliest created").
+streams/ledger/customer_ledger.py for why "first processed" and not "earliest created").
 
 Places read, by source name (the `source` field of schemas/attribution.avsc):
 
@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from streams.stripe_payloads import (
+from streams.ledger.stripe_payloads import (
     Charge,
     CheckoutSession,
     Customer,
