@@ -71,6 +71,7 @@ from sinks.base import (
     SinkWriteError,
     SourceRecord,
     Window,
+    source_of,
 )
 from sinks.ledger_sink import table_sink
 from sinks.rows import RowError, TableSpec
@@ -206,14 +207,22 @@ class SinkConsumer:
         polled = await consumer.getmany(
             timeout_ms=_POLL_MS, max_records=self._settings.batch_max_rows
         )
+        max_rows = self._settings.batch_max_rows
         for tp, records in polled.items():
-            for record in records:
+            # Records are added up to the window's room at once: the checks below can only
+            # change while a flush awaits, so per record they would see the same answer.
+            start = 0
+            while start < len(records):
                 if self._generation != generation:
                     return  # Step 7: polled before a rebalance; the new owner re-reads them
                 if tp in self._paused:
                     break  # Step 6: the rest of this partition is read again after the pause
-                self._add(tp, record)
-                if self._windows[tp].count >= self._settings.batch_max_rows:
+                window = self._windows.get(tp)
+                room = max(1, max_rows - (window.count if window else 0))
+                chunk = records[start : start + room]
+                self._add(tp, chunk)
+                start += len(chunk)
+                if self._windows[tp].count >= max_rows:
                     await self._flush(consumer, tp)
         now = self._clock()
         wait_s = self._settings.batch_max_wait_ms / 1000
@@ -221,23 +230,42 @@ class SinkConsumer:
             if tp in self._windows:  # a rebalance during an earlier flush may have cleared it
                 await self._flush(consumer, tp)
 
-    def _add(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
-        offset, value = record.offset, record.value
-        source = SourceRecord(offset, record.key, value, record.timestamp)
+    def _add(self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Consecutive records of one partition (at least one) into its open window."""
+        sink = self._sinks[tp.topic]
+        if sink.native:
+            # Step 2 comes at the write: ClickHouse decodes the window (sinks/native_avro.py),
+            # or, when it cannot, `_decode` does then what it does here for other topics.
+            sink.add_raw(records, tp.topic, tp.partition)
+        else:
+            for record in records:
+                self._decode(tp.topic, tp.partition, source_of(record))
+        # Step 3
+        window = self._windows.get(tp)
+        if window is None:
+            self._windows[tp] = _OpenWindow(
+                records[0].offset, records[-1].offset, len(records), self._clock()
+            )
+        else:
+            window.last_offset = records[-1].offset
+            window.count += len(records)
+
+    def _decode(self, topic: str, partition: int, source: SourceRecord) -> None:
+        offset, value = source.offset, source.value
         # Step 2
         try:
             if value is None:
                 raise RowError("record has no value")
-            row = self._sinks[tp.topic].spec.to_row(self._codecs[tp.topic].decode(value))
-            self._sinks[tp.topic].add(row, tp.topic, tp.partition, source)
+            row = self._sinks[topic].spec.to_row(self._codecs[topic].decode(value))
+            self._sinks[topic].add(row, topic, partition, source)
         except BAD_INPUT as exc:  # a bad record is a dead letter, never a crash
             failure = dead_letters.sink_failure_row(
-                tp.topic, tp.partition, offset, record.key, value, record.timestamp, exc
+                topic, partition, offset, source.key, value, source.timestamp_ms, exc
             )
-            self._dead.add(failure, tp.topic, tp.partition, source)
+            self._dead.add(failure, topic, partition, source)
             log.warning(
                 "sink_dead_letter",
-                extra={"topic": tp.topic, "partition": tp.partition, "offset": offset,
+                extra={"topic": topic, "partition": partition, "offset": offset,
                        "error_type": type(exc).__name__,
                        "error": dead_letters.utf8_safe(str(exc)[:300])},
             )  # fmt: skip
@@ -245,20 +273,13 @@ class SinkConsumer:
             # Not an input problem: dead-lettering would bury every record behind a bug.
             log.critical(
                 "sink_mapping_bug",
-                extra={"topic": tp.topic, "partition": tp.partition, "offset": offset,
+                extra={"topic": topic, "partition": partition, "offset": offset,
                        "error_type": type(exc).__name__, "error": str(exc)[:300]},
             )  # fmt: skip
             raise SinkBugError(
-                f"mapping {tp.topic}:{tp.partition}:{offset} failed unexpectedly: "
+                f"mapping {topic}:{partition}:{offset} failed unexpectedly: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        # Step 3
-        window = self._windows.get(tp)
-        if window is None:
-            self._windows[tp] = _OpenWindow(offset, offset, 1, self._clock())
-        else:
-            window.last_offset = offset
-            window.count += 1
 
     async def _flush(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
         open_window = self._windows.pop(tp)
@@ -296,6 +317,13 @@ class SinkConsumer:
     def _write(self, window: Window) -> None:
         main = self._sinks[window.topic]
         try:
+            if main.native:
+                records = main.take_raw(window.topic, window.partition)
+                with self._metrics.insert_seconds.labels(main.spec.table).time():
+                    if records and main.write_native(records, window):
+                        return
+                for record in records:  # ClickHouse could not take them as they are
+                    self._decode(window.topic, window.partition, source_of(record))
             if main is not self._dead:
                 self._only_accepted(self._dead.flush(window), window)  # decode dead letters
             with self._metrics.insert_seconds.labels(main.spec.table).time():

@@ -18,6 +18,10 @@ find their ids recorded and add nothing; a crash before step 3 left nothing to u
 reports sum the monthly and daily tables, whose size depends on referrers and months or
 days, not on how many records were counted, and need no FINAL.
 
+A window ClickHouse decodes itself (sinks/native_avro.py) takes the same three steps in
+one INSERT of its Avro container into `ledger_rewards_in` (NATIVE_INPUTS): the view there
+turns the records into lines, drops repeated and counted ids, and feeds `ledger_lines`.
+
 Limits, written down: the lookup-then-insert is not atomic across writers, so one sink
 process writes a database's ledger (the embedded engine allows one process anyway; with a
 server, run one sink process per database: during a rebalance an old and a new owner of
@@ -119,8 +123,26 @@ def count(client: Client, table: str, rows: Iterable[Row]) -> int:
     done = counted(client, [item[0] for item in new])
     fresh = [item for item in new if item[0] not in done]
     if fresh:  # Step 3
-        client.insert("ledger_lines", fresh, column_names=list(LINE_COLUMNS))
+        client.insert(
+            "ledger_lines", fresh, column_names=list(LINE_COLUMNS), settings=LINES_SETTINGS
+        )
     return len(fresh)
+
+
+# A window of rewards ClickHouse decodes itself (sinks/native_avro.py) is counted in SQL:
+# its container goes to `ledger_rewards_in` (a Null table), whose view makes the same lines
+# as `_reward_line`, keeps the first of a repeated id, and passes on to `ledger_lines` only
+# the ids `ledger_counted` lacks (a direct join: one key lookup per id, sinks/ddl/0005).
+NATIVE_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    rewards.SPEC.table: (
+        "ledger_rewards_in",
+        ("reward_id", "paid_at", "referral_code", "currency", "livemode", "account",
+         "program_id", "program_version", "reward_amount_minor"),
+    ),
+}  # fmt: skip
+# The views of `ledger_lines` (four targets) run side by side: measured 1.3-1.6x faster.
+LINES_SETTINGS = {"parallel_view_processing": 1}
+NATIVE_SETTINGS = {"join_algorithm": "direct", "join_use_nulls": 0, **LINES_SETTINGS}
 
 
 # What an existing deployment stored before the ledger existed, as ledger lines (the same

@@ -1,6 +1,7 @@
 """The table sink of rewards, clawbacks and payouts: the table, then the referrer ledger.
 
-After the window's rows are in their table, the ones the table accepted are counted in
+After the window's rows are in their table (as rows, or as the Avro container ClickHouse
+decodes, `_insert_native`), the ones the table accepted are counted in
 the ledger (sinks/ledger.py), which counts each record id once whatever the window; a
 crash between the two re-reads the window and the count catches up.
 """
@@ -27,6 +28,11 @@ from sinks.rows import Row, TableSpec
 
 
 class LedgerSink(ClickHouseSink):
+    def _insert_native(self, block: bytes, window: Window) -> None:
+        super()._insert_native(block, window)
+        table, columns = ledger.NATIVE_INPUTS[self.spec.table]
+        self._raw_insert(table, columns, block, settings=ledger.NATIVE_SETTINGS)
+
     def write(self, batch: Batch, window: Window) -> list[Refusal]:
         refusals = self._write_table(batch, window)
         refused = {refusal.index for refusal in refusals}

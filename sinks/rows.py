@@ -27,12 +27,28 @@ class RowError(ValueError):
 
 
 @dataclass(frozen=True)
+class NativeInsert:
+    """A table that takes its topic's Avro as it is, decoded by ClickHouse (sinks/native_avro.py).
+
+    Only for a mapping that copies fields (columns named like the schema's fields, nulls
+    of optional strings stored as ''). What the mapping refuses and ClickHouse would store
+    anyway (a long out of DateTime's range wraps around) is refused by the CHECK
+    constraints of `check_table`, a Null table the window is inserted into first; a
+    refused window is then decoded in Python, record by record, like any other.
+    """
+
+    check_table: str
+    check_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class TableSpec:
     topic: str  # topic name without the settings prefix (refstream.topics)
     schema: str  # schemas/<schema>.avsc
     table: str
     columns: tuple[str, ...]
     to_row: Callable[[Mapping[str, Any]], Row]
+    native: NativeInsert | None = None
 
 
 def text(value: Any) -> str:
