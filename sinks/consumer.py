@@ -7,7 +7,9 @@ Commit protocol (the body repeats these as `# Step N` comments):
 2. Turn each record into its table's row; a record that cannot be decoded or mapped becomes
    a `dead_letters` row with its bytes instead. Only a bug raises here (an error no input
    explains, e.g. a TypeError in a mapping): the sink then stops instead of dead-lettering
-   every record.
+   every record. A `native` table (rewards) keeps the records undecoded instead: at step
+   4 ClickHouse decodes the window (sinks/native_avro.py), and only a window it cannot
+   take is turned into rows here, then, record by record.
 3. Extend the topic-partition's open window (first..last offset) and its batches.
 4. When the window holds `batch_max_rows` records or its oldest record waited
    `batch_max_wait_ms`, write each table's batch of that window with
