@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from refstream.topics import ATTRIBUTIONS
-from sinks.rows import Row, TableSpec, seconds, text
+from sinks.rows import NativeInsert, Row, TableSpec, seconds, text
 
 COLUMNS = (
     "attribution_id", "kind", "customer_key", "customer_id", "referral_code", "new_user_id",
@@ -24,4 +24,6 @@ def to_row(r: Mapping[str, Any]) -> Row:
     )  # fmt: skip
 
 
-SPEC = TableSpec(ATTRIBUTIONS, "attribution", "attributions", COLUMNS, to_row)
+# Columns copy the schema's fields: ClickHouse decodes the windows (sinks/native_avro.py).
+NATIVE = NativeInsert("attributions_avro_check", ("attributed_at",))
+SPEC = TableSpec(ATTRIBUTIONS, "attribution", "attributions", COLUMNS, to_row, NATIVE)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from refstream.topics import LIFECYCLE
-from sinks.rows import Row, TableSpec, int32, seconds, text
+from sinks.rows import NativeInsert, Row, TableSpec, int32, seconds, text
 
 COLUMNS = (
     "lifecycle_id", "customer_key", "referral_code", "subscription_id", "change", "status",
@@ -27,4 +27,6 @@ def to_row(r: Mapping[str, Any]) -> Row:
     )  # fmt: skip
 
 
-SPEC = TableSpec(LIFECYCLE, "lifecycle", "lifecycle", COLUMNS, to_row)
+# Columns copy the schema's fields: ClickHouse decodes the windows (sinks/native_avro.py).
+NATIVE = NativeInsert("lifecycle_avro_check", ("occurred_at", "cancel_at"))
+SPEC = TableSpec(LIFECYCLE, "lifecycle", "lifecycle", COLUMNS, to_row, NATIVE)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from refstream.topics import REWARD_STATUS
-from sinks.rows import Row, TableSpec, seconds, text
+from sinks.rows import NativeInsert, Row, TableSpec, seconds, text
 
 COLUMNS = (
     "status_id", "reward_id", "referral_code", "status", "previous_status", "amount_minor",
@@ -25,4 +25,6 @@ def to_row(r: Mapping[str, Any]) -> Row:
     )  # fmt: skip
 
 
-SPEC = TableSpec(REWARD_STATUS, "reward_status", "reward_status", COLUMNS, to_row)
+# Columns copy the schema's fields: ClickHouse decodes the windows (sinks/native_avro.py).
+NATIVE = NativeInsert("reward_status_avro_check", ("effective_at",))
+SPEC = TableSpec(REWARD_STATUS, "reward_status", "reward_status", COLUMNS, to_row, NATIVE)

@@ -1,5 +1,6 @@
--- The sink hands a window of reward records to ClickHouse as one Avro object container
--- (sinks/native_avro.py): ClickHouse decodes it, not Python. Two Null tables serve it.
+-- The sink hands a window of reward, status, attribution or lifecycle records to
+-- ClickHouse as one Avro object container (sinks/native_avro.py): ClickHouse decodes it,
+-- not Python. Null tables serve it.
 --
 -- rewards_avro_check: the window goes here first. The Python mapping refuses a time
 -- outside DateTime's range (unix seconds 0 .. 2^32-1, sinks/rows.py `seconds`) while
@@ -13,6 +14,31 @@ CREATE TABLE IF NOT EXISTS rewards_avro_check
     decided_at Int64,
     CONSTRAINT unix_seconds CHECK hold_until BETWEEN 0 AND 4294967295
         AND paid_at BETWEEN 0 AND 4294967295 AND decided_at BETWEEN 0 AND 4294967295
+)
+ENGINE = Null;
+
+-- The same check for the other topics ClickHouse decodes (their times, and lifecycle's
+-- optional cancel_at).
+CREATE TABLE IF NOT EXISTS reward_status_avro_check
+(
+    effective_at Int64,
+    CONSTRAINT unix_seconds CHECK effective_at BETWEEN 0 AND 4294967295
+)
+ENGINE = Null;
+
+CREATE TABLE IF NOT EXISTS attributions_avro_check
+(
+    attributed_at Int64,
+    CONSTRAINT unix_seconds CHECK attributed_at BETWEEN 0 AND 4294967295
+)
+ENGINE = Null;
+
+CREATE TABLE IF NOT EXISTS lifecycle_avro_check
+(
+    occurred_at Int64,
+    cancel_at Nullable(Int64),
+    CONSTRAINT unix_seconds CHECK occurred_at BETWEEN 0 AND 4294967295
+        AND (cancel_at IS NULL OR cancel_at BETWEEN 0 AND 4294967295)
 )
 ENGINE = Null;
 
