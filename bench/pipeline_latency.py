@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 # A consumer group falls behind when, over the second half of the load, its lag grows
 # faster than LAG_GROWTH_SHARE of the offered event rate AND by more than LAG_FLOOR_S
 # seconds of offered events (at least LAG_FLOOR_RECORDS): committed offsets trail by up to
-# a commit interval or a batch's records (Faust commits every 2.8 s; the sink after each
+# a commit interval or a batch's records (the worker commits after each batch, the sink after each
 # write), so a short window of that jitter alone is no growth.
 LAG_GROWTH_SHARE = 0.05
 LAG_FLOOR_S = 3.0

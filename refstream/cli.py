@@ -2,7 +2,7 @@
 
 Options of every subcommand are declared here; the work lives in the module that owns it
 and is imported only when that subcommand runs, so `refstream kafka start` does not load
-Faust or ClickHouse. A handler takes (settings, args) and returns the exit code.
+the worker or ClickHouse. A handler takes (settings, args) and returns the exit code.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ referrer side (state per referral code + entries per reward id, referrer_book.py
     register_reward / apply_correction / advance_holds / apply_payout -> Step
     Step: state to store, changed reward entries to store, records to produce in order
     (("clawback", record) -> referral.clawbacks, ("reward_status", record) -> status topic).
-    ReferrerBook wraps these over two mutable mappings (dicts or Faust tables).
+    ReferrerBook wraps these over two mutable mappings (dicts or table partitions).
 
 balances.py folds reward, clawback and reward_status records into balances per
 (referral code, currency, livemode) and checks the invariant; lifecycle.py turns

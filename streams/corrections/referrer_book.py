@@ -117,7 +117,7 @@ def check_consistency(state: State, entries: Mapping[str, Entry]) -> None:
 
 
 class ReferrerBook:
-    """The referrer-side functions over two mutable mappings (dicts, or Faust tables):
+    """The referrer-side functions over two mutable mappings (dicts, or table partitions):
     `referrers` by referral code and `rewards` by reward id. Each method runs one step,
     writes back what changed and returns the records to produce, in order."""
 

@@ -5,7 +5,7 @@
     d = tick(state, programs, config, now=...)                   # periodically
     d.state, d.outputs, d.outcome                                # store, emit, count
 
-Nothing here knows Faust or Kafka; inputs are never mutated (a Decision carries a new
+Nothing here knows Kafka; inputs are never mutated (a Decision carries a new
 state). Rules, and why:
 
 1. Deduplication: a Stripe event id seen within `dedup_window_s` (by event `created`) has

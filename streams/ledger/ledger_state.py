@@ -2,7 +2,7 @@
 
 One `CustomerState` per (mode, customer key); the customer key is the Stripe customer id,
 or the payment intent id of a guest checkout. It is plain data with `to_json` /
-`from_json` so that a Faust table (RocksDB + changelog) can hold it as a JSON value, and
+`from_json` so that a worker table (with its changelog) can hold it as a JSON value, and
 it carries everything later corrections need: every emitted reward record, and the
 invoice <-> charge <-> payment-intent links. The lookups at the bottom are the read API
 for streams/corrections.

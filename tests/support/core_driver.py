@@ -1,6 +1,6 @@
 """An in-memory stand-in for the customer side of the worker, around the real CustomerCore.
 
-It keeps what the Faust agents keep (customer states as the bytes CustomerCore returns,
+It keeps what the worker's agents keep (customer states as the bytes CustomerCore returns,
 the payment-link agent's owners, each state's next due time) and does what they do, one
 event at a time: route, send an event naming only a payment to its owner, decide, tick
 what is due before the next event, answer link probes at once (nothing is in flight in a

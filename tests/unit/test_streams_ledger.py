@@ -70,7 +70,7 @@ TIERED = program(
 
 
 class Ledger:
-    """A stand-in for the Faust table: states stored as JSON text, outputs collected and
+    """A stand-in for the worker's table: states stored as JSON text, outputs collected and
     checked against the Avro schemas."""
 
     def __init__(self, programs: Iterable[ProgramVersion], config: LedgerConfig = CFG) -> None:
