@@ -108,7 +108,11 @@ class WorkerRuntime:
             heartbeat_interval_ms=max(1000, conf.session_timeout_s * 250),
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        self.restorer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=None)
+        # "earliest": a restore from offset 0 of a changelog whose start moved must read
+        # from its first record, never jump to its end.
+        self.restorer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap, group_id=None, auto_offset_reset="earliest"
+        )
         self.emitter = Emitter(self.producer, kafka.topic, metrics)
         core = CustomerCore.from_settings(settings)
         lookup = None
