@@ -278,14 +278,7 @@ def rewards_for_charge(
         invoice_id = state.invoice_of_payment_intent.get(payment_intent_id)
     if invoice_id is not None:
         return rewards_for_invoice(state, invoice_id)
-    return sorted(
-        (
-            r
-            for r in state.rewards.values()
-            if r["line"] == "one_time" and r["charge_id"] == charge_id
-        ),
-        key=lambda r: r["reward_id"],
-    )
+    return _one_time_rewards(state, "charge_id", charge_id)
 
 
 def rewards_for_payment_intent(
@@ -294,14 +287,15 @@ def rewards_for_payment_intent(
     invoice_id = state.invoice_of_payment_intent.get(payment_intent_id)
     if invoice_id is not None:
         return rewards_for_invoice(state, invoice_id)
-    return sorted(
-        (
-            r
-            for r in state.rewards.values()
-            if r["line"] == "one_time" and r["payment_intent_id"] == payment_intent_id
-        ),
-        key=lambda r: r["reward_id"],
+    return _one_time_rewards(state, "payment_intent_id", payment_intent_id)
+
+
+def _one_time_rewards(state: CustomerState, field_name: str, value: str) -> list[dict[str, Any]]:
+    """The one-time rewards whose record names `value` in `field_name`, by reward id."""
+    found = (
+        r for r in state.rewards.values() if r["line"] == "one_time" and r[field_name] == value
     )
+    return sorted(found, key=lambda r: r["reward_id"])
 
 
 def charge_ids_of_invoice(state: CustomerState, invoice_id: str) -> list[str]:
