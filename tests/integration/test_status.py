@@ -56,7 +56,10 @@ async def test_status_reports_lag_dead_letters_last_events_and_missing_types(
         await producer.stop()
     # The worker group has read one of the two events.
     group = kafka.topic(settings.streams.app_id)
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=group)
+    # No auto-commit: its commit on stop() would store the fetcher's position (2), not 1.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         consumer.assign([TopicPartition(events_topic, 0)])
