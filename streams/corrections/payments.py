@@ -33,6 +33,10 @@ State (JSON, one value per customer key; `new_customer_state()`):
 
 Format 3 added the cold storage (cold.py); `upgrade` reads formats 1 and 2.
 
+Every entry point returns a new state and leaves the one given alone, unless it is called
+with `in_place=True` (a caller that owns the state and can rebuild it if a step raises):
+then it changes the state given and returns it, without the copy.
+
 Facts are kept even when no reward exists yet (a refund before its payment): they settle
 when the reward registers. A charge whose captured amount is not known yet is assumed to
 have paid exactly its share (the usual case); when the charge shows up the targets move
@@ -90,11 +94,14 @@ def _deep_copy(state: Mapping[str, Any]) -> State:
     return pickle.loads(pickle.dumps(dict(state), protocol=pickle.HIGHEST_PROTOCOL))  # type: ignore[no-any-return]  # noqa: S301 -- our own bytes
 
 
-def upgrade(state: Mapping[str, Any]) -> State:
+def upgrade(state: Mapping[str, Any], *, in_place: bool = False) -> State:
     """State of an earlier format, read into this one (format 1 kept payments by intent,
-    format 2 had no cold storage)."""
+    format 2 had no cold storage); a private copy, or the state itself when `in_place`
+    (and it is a dict of this format)."""
     if state.get("format") == FORMAT:
-        # pickle: a deep copy several times faster than copy.deepcopy (every step makes one)
+        if in_place and isinstance(state, dict):
+            return state
+        # pickle: a deep copy several times faster than copy.deepcopy
         return _deep_copy(state)
     if state.get("format") == 2:
         return {**_deep_copy(state), **cold.empty_cold(), "format": FORMAT}
@@ -142,10 +149,12 @@ def upgrade(state: Mapping[str, Any]) -> State:
 # --- inputs -----------------------------------------------------------------------------
 
 
-def register_reward(state: State, ref: RewardRef) -> tuple[State, list[Correction]]:
+def register_reward(
+    state: State, ref: RewardRef, *, in_place: bool = False
+) -> tuple[State, list[Correction]]:
     """Record a reward and settle refunds and disputes already seen. A reward id seen
     before has no second effect."""
-    state = upgrade(state)
+    state = upgrade(state, in_place=in_place)
     if ref.reward_id in state["rewards"] or cold.is_cold_reward(state, ref.reward_id):
         return state, []
     cold.thaw_touched(state, (ref.invoice_id, ref.payment_intent_id, ref.charge_id))
@@ -161,10 +170,12 @@ def register_reward(state: State, ref: RewardRef) -> tuple[State, list[Correctio
     return state, _settle(state, state["cause"])
 
 
-def link_payment(state: State, link: PaymentLink) -> tuple[State, list[Correction]]:
+def link_payment(
+    state: State, link: PaymentLink, *, in_place: bool = False
+) -> tuple[State, list[Correction]]:
     """An invoice <-> payment link (invoice_payment.paid, invoice.payments, charge.invoice
     ...); a share seen once stays (links never move money twice)."""
-    state = upgrade(state)
+    state = upgrade(state, in_place=in_place)
     key = link.payment_intent_id or link.charge_id
     if key is None:
         raise CorrectionInputError(f"{link.event_id}: a payment link names no payment")
@@ -182,9 +193,11 @@ def link_payment(state: State, link: PaymentLink) -> tuple[State, list[Correctio
     return state, _settle(state, cause)
 
 
-def apply_refund(state: State, fact: RefundFact) -> tuple[State, list[Correction]]:
+def apply_refund(
+    state: State, fact: RefundFact, *, in_place: bool = False
+) -> tuple[State, list[Correction]]:
     """A charge snapshot (cumulative amount_refunded) or one refund's status."""
-    state = upgrade(state)
+    state = upgrade(state, in_place=in_place)
     cold.thaw_touched(state, (fact.charge_id, fact.payment_intent_id))
     _check_horizon(state, fact)
     charge = _charge(state, fact.charge_id, fact.payment_intent_id, fact.currency)
@@ -223,10 +236,12 @@ def apply_refund(state: State, fact: RefundFact) -> tuple[State, list[Correction
     return state, _settle(state, cause)
 
 
-def apply_dispute(state: State, fact: DisputeFact) -> tuple[State, list[Correction]]:
+def apply_dispute(
+    state: State, fact: DisputeFact, *, in_place: bool = False
+) -> tuple[State, list[Correction]]:
     """A dispute observation. Its status class only moves forward (inquiry < chargeback <
     lost < won), so stale and reordered events change nothing."""
-    state = upgrade(state)
+    state = upgrade(state, in_place=in_place)
     cold.thaw_touched(state, (fact.charge_id, fact.payment_intent_id))
     charge = _charge(state, fact.charge_id, fact.payment_intent_id, None)
     seen = {"event_id": fact.event_id, "occurred_at": fact.occurred_at}
@@ -379,7 +394,32 @@ def _payments_of(state: State, ref: Mapping[str, Any]) -> dict[str, int | None]:
     return {} if key is None else {key: None}
 
 
-def _targets(state: State, entry: Mapping[str, Any]) -> tuple[int, dict[str, int]]:
+class _Charges:
+    """The book's charges by payment key (a charge is found by its own id and by its
+    payment intent), with each charge's refunded money: read many times by one settlement,
+    during which no charge changes."""
+
+    def __init__(self, state: State) -> None:
+        self.by_key: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for cid, charge in sorted(state["charges"].items()):
+            self.by_key.setdefault(cid, []).append((cid, charge))
+            key = _payment_key(cid, charge)
+            if key != cid:
+                self.by_key.setdefault(key, []).append((cid, charge))
+        self._refunded: dict[str, int] = {}
+
+    def of(self, key: str) -> list[tuple[str, dict[str, Any]]]:
+        """Charges whose id or payment intent is `key`, by charge id."""
+        return self.by_key.get(key, [])
+
+    def refunded(self, cid: str, charge: Mapping[str, Any]) -> int:
+        found = self._refunded.get(cid)
+        if found is None:
+            found = self._refunded[cid] = _refunded(charge)
+        return found
+
+
+def _targets(state: State, entry: Mapping[str, Any], index: _Charges) -> tuple[int, dict[str, int]]:
     """(refund target, {dispute id: target}) of one reward now."""
     ref = entry["ref"]
     reward, whole = ref["amount_minor"], ref["payment_amount_minor"]
@@ -388,11 +428,7 @@ def _targets(state: State, entry: Mapping[str, Any]) -> tuple[int, dict[str, int
     refunded_money = Fraction(0)
     dispute_money: dict[str, Fraction] = {}
     for key, share in sorted(payments.items()):
-        charges = [
-            (cid, c)
-            for cid, c in sorted(state["charges"].items())
-            if key in (cid, _payment_key(cid, c))
-        ]
+        charges = index.of(key)
         known = [c["captured"] for _, c in charges if c["captured"] is not None]
         if share is None:
             share = max(0, whole - explicit) if len(payments) > 1 else whole
@@ -400,8 +436,8 @@ def _targets(state: State, entry: Mapping[str, Any]) -> tuple[int, dict[str, int
         if captured <= 0 or share <= 0:
             continue
         refunded = 0
-        for _, charge in charges:
-            r = _refunded(charge)
+        for cid, charge in charges:
+            r = index.refunded(cid, charge)
             refunded += r
             for dispute_id, amount in _disputed(charge, r):
                 amount = share if amount is None else amount  # the charge paid its share
@@ -428,9 +464,10 @@ def _targets(state: State, entry: Mapping[str, Any]) -> tuple[int, dict[str, int
 def _settle(state: State, cause: Mapping[str, Any] | None) -> list[Correction]:
     """Bring every reward up to its targets. Idempotent: settling twice emits nothing."""
     out: list[Correction] = []
+    index = _Charges(state)
     for reward_id in sorted(state["rewards"]):
         entry = state["rewards"][reward_id]
-        refund_target, dispute_targets = _targets(state, entry)
+        refund_target, dispute_targets = _targets(state, entry, index)
         clawed = entry["clawed"]
         moves: list[tuple[str, str | None, int]] = [
             ("refund", None, refund_target - clawed["refund"])
@@ -443,7 +480,7 @@ def _settle(state: State, cause: Mapping[str, Any] | None) -> list[Correction]:
             if delta == 0:
                 continue
             invariant(cause is not None, f"reward {reward_id}: a correction without a cause")
-            out.append(_record(state, entry, reason, dispute_id, delta, cause or {}))
+            out.append(_record(state, entry, reason, dispute_id, delta, cause or {}, index))
         _check_entry(entry)
     return out
 
@@ -455,12 +492,13 @@ def _record(
     dispute_id: str | None,
     delta: int,
     cause: Mapping[str, Any],
+    index: _Charges,
 ) -> Correction:
     ref, clawed = entry["ref"], entry["clawed"]
     kind = "clawback" if delta > 0 else "reinstatement"
     if reason == "refund":
         clawed["refund"] += delta
-        base = f"{ref['reward_id']}/refund/{_point(state, entry)}"
+        base = f"{ref['reward_id']}/refund/{_refunded_total(state, entry, index)}"
         charge_id, refund_id = cause.get("charge_id"), cause.get("refund_id")
     else:
         assert dispute_id is not None
@@ -490,7 +528,9 @@ def _record(
         "charge_id": charge_id,
         "refund_id": refund_id,
         "dispute_id": dispute_id,
-        "refunded_total_minor": _refunded_total(state, entry) if reason == "refund" else None,
+        "refunded_total_minor": (
+            _refunded_total(state, entry, index) if reason == "refund" else None
+        ),
         "source_event_id": cause.get("event_id"),
         "occurred_at": cause.get("occurred_at"),
     }
@@ -500,18 +540,10 @@ def _charge_of_dispute(state: State, dispute_id: str) -> str | None:
     return next((cid for cid, c in state["charges"].items() if dispute_id in c["disputes"]), None)
 
 
-def _refunded_total(state: State, entry: Mapping[str, Any]) -> int:
+def _refunded_total(state: State, entry: Mapping[str, Any], index: _Charges) -> int:
     """Refunded minor units of the reward's payments (what the record reports)."""
-    keys = set(_payments_of(state, entry["ref"]))
-    return sum(
-        _refunded(c)
-        for cid, c in state["charges"].items()
-        if cid in keys or _payment_key(cid, c) in keys
-    )
-
-
-def _point(state: State, entry: Mapping[str, Any]) -> str:
-    return str(_refunded_total(state, entry))
+    found = {cid: c for key in _payments_of(state, entry["ref"]) for cid, c in index.of(key)}
+    return sum(index.refunded(cid, c) for cid, c in found.items())
 
 
 def _check_entry(entry: Mapping[str, Any]) -> None:

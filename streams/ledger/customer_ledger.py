@@ -181,9 +181,12 @@ def decide(
     config: LedgerConfig,
     *,
     now: int,
+    in_place: bool = False,
 ) -> Decision:
     """Apply one Stripe event. Raises ParseError (bad payload) or InvariantError (routing
-    fault) before touching anything; `state` itself is never mutated."""
+    fault) before touching anything; `state` itself is never mutated, unless `in_place`:
+    then the decision works on `state` itself (no copy) and, when it raises, may leave it
+    half changed; the caller must then rebuild it (streams/worker/tables.py DecodedView)."""
     if event.type not in HANDLED_TYPES:
         return Decision(state, (), Outcome.SKIPPED)
     expected = next(kind for prefix, kind in _OBJECT_OF_TYPE if event.type.startswith(prefix))
@@ -207,7 +210,8 @@ def decide(
     )
     if event.event_id in state.recent_event_ids:
         return Decision(state, (), Outcome.DUPLICATE)
-    run = _Run(state.copy(), programs, config, now=now, decided_at=event.created)
+    own = state if in_place else state.copy()
+    run = _Run(own, programs, config, now=now, decided_at=event.created)
     remember_event(run.state, event.event_id, event.created, config.dedup_window_s)
     run.apply_touches(touches_in(event, obj, config.keys))
     run.record(event, obj)

@@ -163,6 +163,35 @@ class CustomerState:
             "settled_before": self.settled_before,
         }
 
+    def json_view(self) -> dict[str, Any]:
+        """`to_json()`'s value without its copies: it shares this state's dicts and lists,
+        so it is only for serialising at once (what a table write does), never to keep."""
+        return {
+            "format": STATE_FORMAT,
+            "customer_key": self.customer_key,
+            "livemode": self.livemode,
+            "guest": self.guest,
+            "recent_event_ids": self.recent_event_ids,
+            "attribution": None if self.attribution is None else vars(self.attribution),
+            "organic": self.organic,
+            "invoices": {k: vars(v) for k, v in self.invoices.items()},
+            "charges": {k: vars(v) for k, v in self.charges.items()},
+            "invoice_of_payment_intent": self.invoice_of_payment_intent,
+            "invoice_of_charge": self.invoice_of_charge,
+            "one_time_payment_intents": {
+                k: vars(v) for k, v in self.one_time_payment_intents.items()
+            },
+            "anchor_invoice_id": self.anchor_invoice_id,
+            "anchor_at": self.anchor_at,
+            "rewards": self.rewards,
+            "attributions": self.attributions,
+            "extra": self.extra,
+            "account": self.account,
+            "settled": self.settled,
+            "used": self.used,
+            "settled_before": self.settled_before,
+        }
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CustomerState:
         # State that cannot be read is a bug or a deployment fault, not bad input: stop.

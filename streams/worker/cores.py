@@ -174,7 +174,7 @@ def load_customer(raw: bytes | None) -> CustomerState | None:
 
 
 def dump_customer(state: CustomerState) -> bytes:
-    return _dump(state.to_json())
+    return _dump(state.json_view())  # the same bytes as to_json()'s, without its copies
 
 
 def ledger_config(settings: StreamsSettings) -> LedgerConfig:
@@ -195,8 +195,8 @@ def ledger_config(settings: StreamsSettings) -> LedgerConfig:
 
 class CustomerCore:
     """The customer side's decisions, on decoded states (`*_state` methods, which never
-    change the state they are given) or on table bytes (the same decisions, for callers
-    that keep bytes)."""
+    change the state they are given, unless `on_event_state(..., in_place=True)`) or on
+    table bytes (the same decisions, for callers that keep bytes)."""
 
     def __init__(
         self,
@@ -259,20 +259,29 @@ class CustomerCore:
         programs: Mapping[str, ProgramVersion],
         now_s: int,
         raw_event: Mapping[str, Any],
+        *,
+        in_place: bool = False,
     ) -> StateResult:
-        decision = decide(before, routed.event, programs.values(), self.config, now=now_s)
+        """`in_place`: decide on `before` itself, without a copy (the result's state is
+        `before`, changed, or a new state when `before` is None). A decision that raises
+        may then leave `before` half changed: the caller rebuilds it (the worker's batches
+        do, streams/worker/tables.py DecodedView.rebuild)."""
+        known = payment_intents(before)
+        decision = decide(
+            before, routed.event, programs.values(), self.config, now=now_s, in_place=in_place
+        )
         if decision.outcome == Outcome.DUPLICATE:
             return StateResult(None, outcome=str(decision.outcome))
         if decision.state is None:
             state = new_state(routed.event)
-        elif decision.state is before:  # not handled by the ledger: copy before changing
+        elif decision.state is before and not in_place:  # not the ledger's: copy, then change
             state = decision.state.copy()
         else:
-            state = decision.state  # already the ledger's own new copy
+            state = decision.state  # the ledger's own new copy, or `before` when in place
         outputs = [Output(o.topic, o.key, o.value) for o in decision.outputs]
         outputs += self._corrections(state, outputs, raw_event)
         outputs += self._lifecycle(state, raw_event)
-        outputs += _new_links(before, state)
+        outputs += _new_links(known, state)
         return StateResult(state, outputs, self._due(state), str(decision.outcome))
 
     def on_tick_state(
@@ -399,28 +408,28 @@ class CustomerCore:
         self, state: CustomerState, outputs: list[Output], raw_event: Mapping[str, Any] | None
     ) -> list[Output]:
         """Register new rewards with the correction core and apply the event's refund or
-        dispute; the corrections go to the referrer side."""
+        dispute; the corrections go to the referrer side. `state` is the decision's own (a
+        copy, or the state decided in place), so its book is changed in place too."""
         book = state.extra.get("corrections") or new_customer_state()
         corrections: list[dict[str, Any]] = []
         for out in outputs:
             if out.topic == topics.REWARDS:
-                book, found = register_customer_reward(
-                    book, RewardRef.from_reward_record(out.record)
-                )
+                ref = RewardRef.from_reward_record(out.record)
+                book, found = register_customer_reward(book, ref, in_place=True)
                 corrections += found
         cause = _cause(raw_event, state)
         for link in _ledger_links(state, book, cause):
-            book, found = link_payment(book, link)
+            book, found = link_payment(book, link, in_place=True)
             corrections += found
         if raw_event is not None:
             for link in link_facts(raw_event):
-                book, found = link_payment(book, link)
+                book, found = link_payment(book, link, in_place=True)
                 corrections += found
             if (fact := refund_fact(raw_event)) is not None:
-                book, found = apply_refund(book, fact)
+                book, found = apply_refund(book, fact, in_place=True)
                 corrections += found
             if (dispute := dispute_fact(raw_event)) is not None:
-                book, found = apply_dispute(book, dispute)
+                book, found = apply_dispute(book, dispute, in_place=True)
                 corrections += found
         state.extra["corrections"] = book
         return [Output(CORRECTIONS, c["referral_code"], c) for c in corrections]
@@ -483,11 +492,12 @@ def payment_intents(state: CustomerState | None) -> set[str]:
     return found
 
 
-def _new_links(before: CustomerState | None, state: CustomerState) -> list[Output]:
+def _new_links(known: set[str], state: CustomerState) -> list[Output]:
+    """A link record for each payment intent the state knows now and did not (`known`)."""
     source = "payment_intent" if state.guest else "customer"
     return [
         Output(LINKS, pi, {"owner": state.customer_key, "key_source": source})
-        for pi in sorted(payment_intents(state) - payment_intents(before))
+        for pi in sorted(payment_intents(state) - known)
     ]
 
 

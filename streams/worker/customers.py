@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 from aiokafka import ConsumerRecord
 
@@ -22,6 +23,7 @@ from streams.worker.clock import now_s
 from streams.worker.cores import (
     CustomerCore,
     Output,
+    StateResult,
     decode_internal,
     dump_customer,
     is_probe_answer,
@@ -82,13 +84,16 @@ class CustomerAgent:
         self, record: ConsumerRecord, customers: CustomerStates, due: DueIndex
     ) -> None:
         answer = decode_internal(LINK_PROBE_ANSWER_SCHEMA, record.value)
-        key = answer["state_key"].encode()
-        result = self.core.on_probe_answer_state(
-            customers.get(key), answer["charge_id"], self.programs.current(), now_s()
-        )
+        key, charge_id = answer["state_key"].encode(), answer["charge_id"]
+        programs, now = dict(self.programs.current()), now_s()
+
+        def decide(state: CustomerState | None) -> StateResult:
+            return self.core.on_probe_answer_state(state, charge_id, programs, now)
+
+        result = decide(customers.get(key))
         await self.emitter.emit(result.outputs)
         if result.state is not None:
-            customers.put(key, result.state)
+            customers.put(key, result.state, _replay(decide))
         due.add(record.partition, key, result.due_s)
 
     async def _on_stripe_event(
@@ -112,27 +117,43 @@ class CustomerAgent:
             await self.emitter.emit([Output(LINKS, routed.event.partition_key, link)])
             self.stats["sent_for_owner"] += 1
             return "decided", event_type  # decided where its owner's state lives
+        raw_event = routed.event.body or {}
+        programs, now = dict(self.programs.current()), now_s()
+
+        def decide(state: CustomerState | None) -> StateResult:
+            # In place: no copy of the state per event; a failure is undone below.
+            core = self.core
+            return core.on_event_state(state, routed, programs, now, raw_event, in_place=True)
+
         try:
-            raw_event = routed.event.body or {}
-            result = self.core.on_event_state(
-                before, routed, self.programs.current(), now_s(), raw_event
-            )
+            result = decide(before)
             encoded = encode(result.outputs)
         except InvariantViolation:
             raise  # the ledger itself would break: stop loudly, never skip
         except DEAD_LETTER as exc:  # an odd event or a routing fault
+            self._undo(customers, routed.state_key)
             await self.emitter.dead_letter(record, exc, routed.event.event_id)
             return "dead_lettered", event_type
         self.stats[result.outcome] += 1
         await self.emitter.send(encoded, result.outputs)
         if result.state is not None:
-            customers.put(routed.state_key, result.state)
+            customers.put(routed.state_key, result.state, _replay(decide))
         due.add(record.partition, routed.state_key, result.due_s)
         return ("duplicate" if result.outcome == "duplicate" else "decided"), event_type
 
+    def _undo(self, customers: CustomerStates, key: bytes) -> None:
+        """The state of a failed, in-place decision, back to what it was before it."""
+        try:
+            customers.rebuild(key)
+        except Exception as exc:  # replaying what succeeded once failed: a bug
+            raise InvariantViolation(
+                f"state {key.decode(errors='replace')}: replaying the batch's decisions "
+                f"failed ({type(exc).__name__}: {exc})"[:500]
+            ) from exc
+
     def _due_handler(self, customers: CustomerStates) -> DueHandler:
         async def handle(key: bytes, now: int) -> int | None:
-            programs = self.programs.current()
+            programs = dict(self.programs.current())
             state = customers.get(key)
             if self.lookup is not None and state is not None:
                 if target := self.core.lookup_target_state(state, now):
@@ -140,14 +161,38 @@ class CustomerAgent:
                     customer_id, account = target
                     touch = await self.lookup.touch(customer_id, now, account)
                     self.stats["looked_up_found" if touch else "looked_up_nothing"] += 1
-                    looked = self.core.on_lookup_state(state, touch, programs, now)
+
+                    def look(state: CustomerState | None) -> StateResult:
+                        assert state is not None  # looked up only for a state
+                        return self.core.on_lookup_state(state, touch, programs, now)
+
+                    looked = look(state)
                     await self.emitter.emit(looked.outputs)
                     if looked.state is not None:
-                        customers.put(key, looked.state)
-            result = self.core.on_tick_state(customers.get(key), programs, now)
+                        customers.put(key, looked.state, _replay(look))
+
+            def tick(state: CustomerState | None) -> StateResult:
+                return self.core.on_tick_state(state, programs, now)
+
+            result = tick(customers.get(key))
             await self.emitter.emit(result.outputs)
             if result.state is not None:
-                customers.put(key, result.state)
+                customers.put(key, result.state, _replay(tick))
             return result.due_s
 
         return handle
+
+
+def _replay(
+    decide: Callable[[CustomerState | None], StateResult],
+) -> Callable[[CustomerState | None], CustomerState]:
+    """A change as DecodedView.rebuild replays it: the same decision, outputs dropped (they
+    were sent when it was first taken)."""
+
+    def replay(before: CustomerState | None) -> CustomerState:
+        after = decide(before).state
+        if after is None:
+            raise InvariantViolation("a replayed decision changed nothing the second time")
+        return after
+
+    return replay

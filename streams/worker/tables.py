@@ -125,8 +125,14 @@ class TableStore:
 class DecodedView(Generic[T]):
     """A table partition's values decoded, for the batch in hand: a key is decoded on its
     first read and encoded once, when the batch ends (`end_batch`), however many of the
-    batch's records changed it. Values put here must not be changed afterwards (the cores
-    return new states), so a failed record leaves the view as it was."""
+    batch's records changed it.
+
+    A decision may change a value in place (no copy per record). So that a record that
+    fails half way can be undone, every change is put with its `replay` (the same
+    decision as a function of the value before it); `rebuild` decodes the key's value
+    again from the table, which still holds what the batch started from, and replays the
+    batch's changes to it in order. Decisions are deterministic, so that is the value the
+    view held before the failed record."""
 
     def __init__(
         self,
@@ -136,20 +142,30 @@ class DecodedView(Generic[T]):
     ) -> None:
         self.table, self._load, self._dump = table, load, dump
         self._values: dict[bytes, T | None] = {}
-        self._changed: set[bytes] = set()
+        self._replays: dict[bytes, list[Callable[[T | None], T]]] = {}
 
     def get(self, key: bytes) -> T | None:
         if key not in self._values:
             self._values[key] = self._load(self.table.get(key))
         return self._values[key]
 
-    def put(self, key: bytes, value: T) -> None:
+    def put(self, key: bytes, value: T, replay: Callable[[T | None], T]) -> None:
+        """`value` is the key's value now; `replay(before)` makes it again from the value
+        the key had before this change (a fresh copy of it, which it may change)."""
         self._values[key] = value
-        self._changed.add(key)
+        self._replays.setdefault(key, []).append(replay)
+
+    def rebuild(self, key: bytes) -> T | None:
+        """The key's value as the batch's changes left it, made again from the table."""
+        value = self._load(self.table.get(key))
+        for replay in self._replays.get(key, ()):
+            value = replay(value)
+        self._values[key] = value
+        return value
 
     def end_batch(self) -> None:
-        for key in self._changed:
+        for key in self._replays:
             value = self._values[key]
             if value is not None:
                 self.table[key] = self._dump(value)
-        self._values, self._changed = {}, set()
+        self._values, self._replays = {}, {}

@@ -78,8 +78,8 @@ def test_a_decoded_view_encodes_each_changed_key_once_at_the_end_of_a_batch() ->
     view = DecodedView(table, lambda raw: None if raw is None else int(raw), dump)
     assert view.get(b"a") == 1 and view.get(b"missing") is None
     for n in range(2, 6):
-        view.put(b"a", n)
-    view.put(b"b", 9)
+        view.put(b"a", n, lambda _, n=n: n)
+    view.put(b"b", 9, lambda _: 9)
     assert table[b"a"] == b"1"  # nothing written before the batch ends
     view.end_batch()
     assert sorted(encoded) == [5, 9]
