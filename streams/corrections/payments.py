@@ -442,7 +442,10 @@ def _targets(state: State, entry: Mapping[str, Any], index: _Charges) -> tuple[i
             for dispute_id, amount in _disputed(charge, r):
                 amount = share if amount is None else amount  # the charge paid its share
                 dispute_money[dispute_id] = Fraction(share * amount, captured)
-        refunded_money += Fraction(share * min(refunded, captured), captured)
+        if refunded:
+            refunded_money += Fraction(share * min(refunded, captured), captured)
+    if not refunded_money and not dispute_money and whole > 0:
+        return 0, {}  # nothing refunded or disputed (most rewards): what the math gives
     refunded_money = min(refunded_money, Fraction(whole))
     lost = min(Fraction(whole), refunded_money + sum(dispute_money.values(), Fraction(0)))
     refund_target = fraction_half_up(reward * refunded_money / whole)
