@@ -193,7 +193,10 @@ class CustomerState:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CustomerState:
+    def from_json(cls, data: dict[str, Any], *, owned: bool = False) -> CustomerState:
+        """`owned`: `data` is the caller's to give away (just parsed), so the state keeps
+        its plain parts (rewards, attributions, extra) instead of copies."""
+        clone = _same if owned else _clone
         # State that cannot be read is a bug or a deployment fault, not bad input: stop.
         # A format this code does not know was written by newer code: stop, never guess.
         state_invariant(
@@ -219,9 +222,9 @@ class CustomerState:
             },
             anchor_invoice_id=data["anchor_invoice_id"],
             anchor_at=data["anchor_at"],
-            rewards=_clone(data["rewards"]),
-            attributions=_clone(data["attributions"]),
-            extra=_clone(data["extra"]),
+            rewards=clone(data["rewards"]),
+            attributions=clone(data["attributions"]),
+            extra=clone(data["extra"]),
             account=data.get("account"),
             settled={k: [v[0], list(v[1]), v[2]] for k, v in data["settled"].items()},
             used=dict(data["used"]),
@@ -234,6 +237,10 @@ class CustomerState:
         frozen = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
         copied: CustomerState = pickle.loads(frozen)  # noqa: S301 -- our own bytes, not input
         return copied
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _clone(value: Any) -> Any:

@@ -19,7 +19,6 @@ instead of crashing code further down. Amounts are integers in the currency's mi
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -166,16 +165,19 @@ class StripeEvent:
         return is_basil(self.api_version)
 
 
-# A run of 20 digits: maybe an integer beyond 64 bits, which orjson reads as a float.
-_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+# Digits to "0", every other byte to " ": a run of 19 digits (maybe an integer beyond 64
+# bits, which orjson reads as a float) is then a run of 19 zeros (several times faster to
+# find this way than with a regular expression).
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 def _json_body(raw: bytes | bytearray) -> Any:
     """The body as `json.loads` reads it. orjson first (several times faster), unless the
-    body has an integer orjson would read otherwise (beyond 64 bits: a float); what orjson
+    body may have an integer orjson would read otherwise (beyond 64 bits: a float); what orjson
     refuses (NaN, 1e400, an escaped lone surrogate, not UTF-8) is read by json. So the
     result, and what is an error, are json's."""
-    if _LONG_DIGITS.search(raw) is None:
+    if _LONG_DIGITS not in raw.translate(_DIGITS):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

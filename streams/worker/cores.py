@@ -170,7 +170,7 @@ def _load(raw: bytes) -> Any:
 
 
 def load_customer(raw: bytes | None) -> CustomerState | None:
-    return None if raw is None else CustomerState.from_json(_load(raw))
+    return None if raw is None else CustomerState.from_json(_load(raw), owned=True)
 
 
 def dump_customer(state: CustomerState) -> bytes:

@@ -7,10 +7,13 @@ import json
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from refstream.avro_codec import AvroCodec
 from streams.ledger.stripe_payloads import (
     ParseError,
+    _json_body,
     is_basil,
     parse_envelope,
     read_charge,
@@ -233,3 +236,32 @@ def test_bad_envelopes_name_the_problem(body: bytes, message: str) -> None:
     bad["body"] = body
     with pytest.raises(ParseError, match=message):
         parse_envelope(bad)
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**25), max_value=10**25)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_JSON_VALUES, st.booleans())
+def test_an_event_body_is_read_exactly_as_json_reads_it(value: object, spaced: bool) -> None:
+    """orjson reads bodies, except what it would read otherwise (integers beyond 64 bits,
+    NaN, lone surrogates): the same values as json.loads, and the same errors."""
+    raw = json.dumps(value, indent=1 if spaced else None).encode()
+    assert repr(_json_body(raw)) == repr(json.loads(raw))
+    for bad in (raw[:-1] + b"}", b"\xff" + raw, b""):
+        try:
+            expected: object = json.loads(bad)
+        except ValueError as exc:
+            expected = type(exc)
+        try:
+            got: object = _json_body(bad)
+        except ValueError as exc:
+            got = type(exc)
+        assert repr(got) == repr(expected)
