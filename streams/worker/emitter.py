@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
@@ -41,6 +42,14 @@ def encode(records: list[Output]) -> list[Encoded]:
         except (ValueError, TypeError, OverflowError) as exc:  # UnicodeEncodeError too
             raise OutputEncodeError(f"{out.topic} record: {exc}"[:500]) from exc
     return encoded
+
+
+@dataclass(frozen=True)
+class Sent:
+    """Records sent (the futures of their acks) and the outputs among them to count."""
+
+    pending: list[asyncio.Future[Any]]
+    outputs: list[Output]
 
 
 class Emitter:
@@ -121,13 +130,21 @@ class Emitter:
 
     async def flush(self) -> int:
         """Wait for every record sent since the last flush; then count what went out."""
-        pending, self._pending = self._pending, []
-        for sent in pending:
-            await sent  # a send that failed for good raises here: the batch is not committed
-        for out in self._uncounted:
+        return await self.settle(self.take())
+
+    def take(self) -> Sent:
+        """The records sent since the last call (their acks still to come)."""
+        sent = Sent(self._pending, self._uncounted)
+        self._pending, self._uncounted = [], []
+        return sent
+
+    async def settle(self, sent: Sent) -> int:
+        """Wait for the acks of taken records; then count what went out."""
+        for future in sent.pending:
+            await future  # a send that failed for good raises here: the batch is not committed
+        for out in sent.outputs:
             self._count(out)
-        self._uncounted = []
-        return len(pending)
+        return len(sent.pending)
 
     def _count(self, out: Output) -> None:
         """Rewards and clawbacks emitted, by currency and mode (after their acks)."""

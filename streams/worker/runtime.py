@@ -8,7 +8,11 @@ Per batch (up to REFSTREAM_WORKER_BATCH_MAX records, as many as the fetcher has)
   3. write the changed table keys to their changelogs and wait for those acks;
   4. commit the batch's offsets.
 A crash before 3 replays the batch from the old state and re-emits identical records
-(deterministic ids); a crash after 3 finds the work recorded in the state. A record is never
+(deterministic ids); a crash after 3 finds the work recorded in the state. Steps 2-4 of a
+batch run while the next batch is decided (its outputs may go out before this batch's
+state is written: a crash then replays both, from the old state, identically), one batch
+after the other: a batch's state is written only after its own outputs, and after the
+state and commit of the batch before; a rebalance and a stop wait for them. A record is never
 skipped: offsets are committed only here, for records this loop decided, and a batch that a
 rebalance overtook is fetched again (faust-streaming's consumer committed past records it
 had never delivered after a rebalance: docs/OPERATIONS.md).
@@ -42,11 +46,11 @@ from streams.worker.clock import now_s
 from streams.worker.cores import CustomerCore
 from streams.worker.customers import CustomerAgent
 from streams.worker.due import DueIndex
-from streams.worker.emitter import Emitter
+from streams.worker.emitter import Emitter, Sent
 from streams.worker.links import LinkAgent
 from streams.worker.referrers import ReferrerAgent
 from streams.worker.stripe_lookup import CustomerLookup, LookupConfig
-from streams.worker.tables import TableStore
+from streams.worker.tables import Changes, TableStore
 from streams.worker.topology import (
     AGENTS,
     CUSTOMER_TICKS,
@@ -68,6 +72,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self.worker.batch_lock:  # the batch in hand is committed first
+            await self.worker.finished()
             self.worker.generation += 1
             self.worker.ready = set()
 
@@ -91,6 +96,7 @@ class WorkerRuntime:
         self.generation = 0
         self.ready: set[TopicPartition] = set()  # assigned, and their tables read
         self.stopping = asyncio.Event()
+        self._finishing: asyncio.Task[None] | None = None  # steps 2-4 of the last batch
         self.producer = AIOKafkaProducer(
             bootstrap_servers=kafka.bootstrap,
             acks="all",
@@ -144,6 +150,7 @@ class WorkerRuntime:
             self.consumer.subscribe(topics=sorted(self.source_of), listener=_Rebalance(self))
             log.info("worker_started", extra={"group": self.group})
             await self._consume()
+            await self.finished()
         except Exception as exc:  # noqa: BLE001 -- a bug or a broker gone for good: stop loudly
             crash_loudly("worker", exc)
         finally:
@@ -158,6 +165,7 @@ class WorkerRuntime:
         stopping = asyncio.create_task(self.stopping.wait())
         max_records = self.settings.streams.batch_max
         while not self.stopping.is_set():
+            self._check_finishing()
             generation = self.generation
             fetch = asyncio.create_task(
                 self.consumer.getmany(timeout_ms=500, max_records=max_records)
@@ -191,6 +199,8 @@ class WorkerRuntime:
                 self.consumer.seek(tp, records[0].offset)
 
     async def _decide(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Step 1 for a batch; steps 2-4 go on in the background (`_finish`) while the
+        next batch is decided, strictly one batch after the other."""
         started = time.perf_counter()
         count = 0
         for tp, records in batch.items():
@@ -199,9 +209,41 @@ class WorkerRuntime:
                 await self._handle(source, record)
             count += len(records)
         self.customers.end_batch()  # the batch's decoded states, encoded once each
-        await self.emitter.flush()  # 2: every output acknowledged
-        await self.store.flush(self.producer)  # 3: then the state
+        # What this batch sent and changed, taken now: the next batch's go with the next.
+        sent, changes = self.emitter.take(), self.store.take_dirty()
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        previous = self._finishing
+        self._finishing = asyncio.create_task(
+            self._finish(previous, sent, changes, offsets, count, started), name="finish"
+        )
+
+    async def finished(self) -> None:
+        """Wait until every decided batch is committed (a failure raises here)."""
+        while self._finishing is not None:
+            finishing = self._finishing
+            await finishing
+            if finishing is self._finishing:
+                self._finishing = None
+
+    def _check_finishing(self) -> None:
+        """A batch whose outputs or state could not be written stops the worker."""
+        if self._finishing is not None and self._finishing.done():
+            self._finishing.result()  # raises what it raised
+            self._finishing = None
+
+    async def _finish(
+        self,
+        previous: asyncio.Task[None] | None,
+        sent: Sent,
+        changes: Changes,
+        offsets: dict[TopicPartition, int],
+        count: int,
+        started: float,
+    ) -> None:
+        if previous is not None:
+            await previous  # the batch before is committed first (and raises first)
+        await self.emitter.settle(sent)  # 2: every output acknowledged
+        await self.store.write(self.producer, changes)  # 3: then the state
         try:
             await self.consumer.commit(offsets)  # 4
         except (CommitFailedError, IllegalStateError) as exc:

@@ -59,6 +59,10 @@ class PartitionTable(MutableMapping[bytes, bytes]):
         self.next_offset = offset + 1
 
 
+# (changelog topic, partition, its table, {key: value or None}) taken from the tables
+Changes = list[tuple[str, int, "PartitionTable", dict[bytes, bytes | None]]]
+
+
 class TableStore:
     """Every table partition this process holds, by (changelog topic, partition)."""
 
@@ -110,12 +114,26 @@ class TableStore:
 
     async def flush(self, producer: AIOKafkaProducer) -> int:
         """Write every dirty key to its changelog partition and wait for the acks."""
-        pending: list[tuple[PartitionTable, asyncio.Future]] = []
+        return await self.write(producer, self.take_dirty())
+
+    def take_dirty(self) -> Changes:
+        """What changed since the last call, taken out of the tables (later changes are
+        the next batch's)."""
+        taken = []
         for (topic, partition), table in self._partitions.items():
-            for key, value in table.dirty.items():
+            if table.dirty:
+                taken.append((topic, partition, table, table.dirty))
+                table.dirty = {}
+        return taken
+
+    @staticmethod
+    async def write(producer: AIOKafkaProducer, changes: Changes) -> int:
+        """Write taken changes to their changelog partitions and wait for the acks."""
+        pending: list[tuple[PartitionTable, asyncio.Future]] = []
+        for topic, partition, table, dirty in changes:
+            for key, value in dirty.items():
                 sent = await producer.send(topic, value=value, key=key, partition=partition)
                 pending.append((table, sent))
-            table.dirty = {}
         for table, sent in pending:
             metadata = await sent
             table.next_offset = max(table.next_offset, metadata.offset + 1)

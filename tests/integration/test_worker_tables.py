@@ -85,3 +85,19 @@ def test_a_decoded_view_encodes_each_changed_key_once_at_the_end_of_a_batch() ->
     assert sorted(encoded) == [5, 9]
     assert table.dirty == {b"a": b"5", b"b": b"9"}
     assert view.get(b"a") == 5  # read again from the table in the next batch
+
+
+def test_changes_taken_for_a_batch_leave_the_next_batch_s_changes_for_the_next() -> None:
+    """A batch's state is written after its outputs while the next batch is decided: what
+    is taken at the end of a batch is that batch's changes only."""
+    store = TableStore({"customers": "c-changelog"})
+    store._partitions[("c-changelog", 0)] = table = PartitionTable()
+    table[b"a"] = b"1"
+    first = store.take_dirty()
+    table[b"a"] = b"2"  # the next batch changes the key again
+    del table[b"a"]
+    table[b"b"] = b"3"
+    second = store.take_dirty()
+    assert [(t, p, d) for t, p, _, d in first] == [("c-changelog", 0, {b"a": b"1"})]
+    assert [(t, p, d) for t, p, _, d in second] == [("c-changelog", 0, {b"a": None, b"b": b"3"})]
+    assert store.take_dirty() == []
