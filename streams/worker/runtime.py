@@ -9,10 +9,10 @@ Per batch (up to REFSTREAM_WORKER_BATCH_MAX records, as many as the fetcher has)
   4. commit the batch's offsets.
 A crash before 3 replays the batch from the old state and re-emits identical records
 (deterministic ids); a crash after 3 finds the work recorded in the state. Steps 2-4 of a
-batch run while the next batch is decided (its outputs may go out before this batch's
-state is written: a crash then replays both, from the old state, identically), one batch
-after the other: a batch's state is written only after its own outputs, and after the
-state and commit of the batch before; a rebalance and a stop wait for them. A record is never
+batch run while the next batch is decided (whose outputs may go out before this batch's
+state is written: a crash then replays both from the old state, identically); the next
+batch's steps 2-4 start only once this batch is committed, so at most one batch is in
+flight, and a rebalance and a stop wait for it. A record is never
 skipped: offsets are committed only here, for records this loop decided, and a batch that a
 rebalance overtook is fetched again (faust-streaming's consumer committed past records it
 had never delivered after a rebalance: docs/OPERATIONS.md).
@@ -72,7 +72,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self.worker.batch_lock:  # the batch in hand is committed first
-            await self.worker.finished()
+            try:
+                await self.worker.finished()
+            except Exception as exc:  # noqa: BLE001 -- aiokafka would only log it: stop loudly
+                crash_loudly("worker", exc)
             self.worker.generation += 1
             self.worker.ready = set()
 
@@ -200,7 +203,7 @@ class WorkerRuntime:
 
     async def _decide(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Step 1 for a batch; steps 2-4 go on in the background (`_finish`) while the
-        next batch is decided, strictly one batch after the other."""
+        next batch is decided, one batch after the other."""
         started = time.perf_counter()
         count = 0
         for tp, records in batch.items():
@@ -212,18 +215,16 @@ class WorkerRuntime:
         # What this batch sent and changed, taken now: the next batch's go with the next.
         sent, changes = self.emitter.take(), self.store.take_dirty()
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-        previous = self._finishing
+        await self.finished()  # the batch before: committed first (at most one in flight)
         self._finishing = asyncio.create_task(
-            self._finish(previous, sent, changes, offsets, count, started), name="finish"
+            self._finish(sent, changes, offsets, count, started), name="finish"
         )
 
     async def finished(self) -> None:
         """Wait until every decided batch is committed (a failure raises here)."""
-        while self._finishing is not None:
-            finishing = self._finishing
+        if self._finishing is not None:
+            finishing, self._finishing = self._finishing, None
             await finishing
-            if finishing is self._finishing:
-                self._finishing = None
 
     def _check_finishing(self) -> None:
         """A batch whose outputs or state could not be written stops the worker."""
@@ -233,15 +234,12 @@ class WorkerRuntime:
 
     async def _finish(
         self,
-        previous: asyncio.Task[None] | None,
         sent: Sent,
         changes: Changes,
         offsets: dict[TopicPartition, int],
         count: int,
         started: float,
     ) -> None:
-        if previous is not None:
-            await previous  # the batch before is committed first (and raises first)
         await self.emitter.settle(sent)  # 2: every output acknowledged
         await self.store.write(self.producer, changes)  # 3: then the state
         try:
