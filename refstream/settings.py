@@ -369,7 +369,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     sink = SinkSettings(
         clickhouse_dsn=_dsn(env, "CLICKHOUSE_DSN", sk.clickhouse_dsn),
         batch_max_rows=_int(env, "SINK_BATCH_MAX_ROWS", sk.batch_max_rows, minimum=1),
-        batch_max_wait_ms=_int(env, "SINK_BATCH_MAX_WAIT_MS", sk.batch_max_wait_ms, minimum=1),
+        batch_max_wait_ms=_int(env, "SINK_BATCH_MAX_WAIT_MS", sk.batch_max_wait_ms, minimum=0),
         group_id=_str(env, "SINK_GROUP_ID", sk.group_id),
         retry_initial_ms=_int(env, "SINK_RETRY_INITIAL_MS", sk.retry_initial_ms, minimum=1),
         retry_max_ms=_int(env, "SINK_RETRY_MAX_MS", sk.retry_max_ms, minimum=1),

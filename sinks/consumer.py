@@ -183,7 +183,7 @@ class SinkConsumer:
         self._backoff_ms: dict[TopicPartition, int] = {}
         self._generation = 0
         self._changed = asyncio.Event()  # records were added or windows taken
-        self._progress = asyncio.Event()  # the writer finished a window or went idle
+        self._progress = asyncio.Event()  # the writer took or finished a window, or idles
         self.committed_windows = 0  # observability and tests
         self.failed_writes = 0
 
@@ -194,6 +194,16 @@ class SinkConsumer:
     @property
     def paused(self) -> list[TopicPartition]:
         return sorted(self._paused)
+
+    @property
+    def records_waiting(self) -> int:
+        """Records read and not yet handed to a write (open and taken windows)."""
+        return sum(w.count for w in self._open.values()) + sum(w.count for w in self._taken)
+
+    @property
+    def windows_taken(self) -> int:
+        """Windows closed for writing that wait for the writer (not the one it writes)."""
+        return len(self._taken)
 
     def forget_everything(self, why: str) -> None:
         self._generation += 1
@@ -354,6 +364,7 @@ class SinkConsumer:
                 continue
             window = self._taken.popleft()
             self._writing = window
+            self._progress.set()  # room for the poller (`_wait_for_room`)
             try:
                 await self._write_and_commit(consumer, window)
             finally:
