@@ -179,6 +179,7 @@ class SinkConsumer:
         # Windows taken for writing, in the order taken; the writer writes them in order.
         self._taken: deque[_Window] = deque()
         self._writing: _Window | None = None
+        self._committing: asyncio.Task[None] | None = None  # the last written window's commit
         self._paused: dict[TopicPartition, _Paused] = {}
         self._backoff_ms: dict[TopicPartition, int] = {}
         self._generation = 0
@@ -242,6 +243,8 @@ class SinkConsumer:
             if not writer.done():
                 writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
+            if self._committing is not None:  # a commit under way ends before the consumer
+                await asyncio.gather(self._committing, return_exceptions=True)
             await consumer.stop()
 
     async def _wait_for_room(self, writer: asyncio.Task[None]) -> None:
@@ -379,6 +382,7 @@ class SinkConsumer:
             await asyncio.to_thread(self._write, window)
         except SinkWriteError as exc:
             self._metrics.insert_failures.labels(table, type(exc).__name__).inc()
+            await self._settle_commit()  # the rewind after the pause reads the commits
             if self._generation == window.generation:
                 self._pause(consumer, window.tp, exc)
             return
@@ -388,7 +392,18 @@ class SinkConsumer:
             raise
         if self._generation != window.generation:
             return  # Step 7: written, but the partition moved on; the owner re-reads it
-        # Step 5
+        # Step 5, while the next window is written: commits stay in order, one at a time.
+        await self._settle_commit()
+        self._committing = asyncio.create_task(self._commit(consumer, window))
+
+    async def _settle_commit(self) -> None:
+        """Wait for the commit under way, if any (before the next, a pause or a rewind)."""
+        if self._committing is not None:
+            await self._committing
+
+    async def _commit(self, consumer: AIOKafkaConsumer, window: _Window) -> None:
+        span = window.span
+        table = self._sinks[span.topic].spec.table
         try:
             await consumer.commit({window.tp: span.last_offset + 1})
         except (CommitFailedError, KafkaError) as exc:
@@ -494,6 +509,7 @@ class SinkConsumer:
             self._progress.clear()
             await self._progress.wait()
         _raise_if_failed(writer)
+        await self._settle_commit()
 
 
 def _raise_if_failed(writer: asyncio.Task[None]) -> None:
