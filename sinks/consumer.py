@@ -10,13 +10,18 @@ Commit protocol (the body repeats these as `# Step N` comments):
    every record. A `native` table (rewards) keeps the records undecoded instead: at step
    4 ClickHouse decodes the window (sinks/native_avro.py), and only a window it cannot
    take is turned into rows here, then, record by record.
-3. Extend the topic-partition's open window (first..last offset) and its batches.
-4. When the window holds `batch_max_rows` records or its oldest record waited
-   `batch_max_wait_ms`, write each table's batch of that window with
+3. Extend the topic-partition's open window (first..last offset) and its batches (each
+   window holds its own rows, so it can be written while the next one fills).
+4. A window is taken for writing when it holds `batch_max_rows` records, or, once the
+   writer is free, when its oldest record waited `batch_max_wait_ms` (default 0: at once).
+   One writer task writes the taken windows one at a time, in the order taken, in a
+   thread, while steps 1-3 go on ("batch while busy": what arrives during a write waits
+   for the next, so windows grow with the load). It writes each table's batch with
    `insert_deduplication_token = "{topic}:{partition}:{first}-{last}"`. The token is a pure
    function of the offsets, and the offsets of a window always hold the same records, so a
-   window written again after a crash (written, not yet committed) is dropped by
-   ClickHouse.
+   window written again after a crash (written, not yet committed) with the same bounds is
+   dropped by ClickHouse; one re-read with other bounds (windows depend on timing) is
+   absorbed as below.
    If ClickHouse refuses the batch for its values (not for being unavailable), the batch
    is bisected (sinks/dead_letters_bisect.py): good rows are written in order under
    sub-batch tokens named by their offset span, each refused row becomes a `dead_letters`
@@ -25,14 +30,16 @@ Commit protocol (the body repeats these as `# Step N` comments):
    (bisected), refusal dead letters; a crash anywhere in it re-reads the window, and every
    insert already done presents the same token again.
 5. Only after every table accepted the window (refused rows being dead letters by then):
-   commit offset last + 1 for the partition.
-6. On a write error: forget the partition's window (its batches are cleared in a
-   `finally`) and pause the partition; the others go on (one broken table does not stop
-   the rest). After an exponential backoff, rewind it to its committed offset and resume:
+   commit offset last + 1 for the partition. Commits run one at a time, in order, each
+   while the next window is written.
+6. On a write error: forget the partition's open and taken windows (none of its later
+   records is written ahead of the failed window) and pause the partition; the others go
+   on (one broken table does not stop the rest). After an exponential backoff, rewind it to its committed offset and resume:
    its records are read again, never dropped, and no offset is committed past an
    unwritten one. Polling goes on meanwhile, which keeps the group membership.
-7. On a rebalance: forget the open windows and pauses (their records return with the
-   partition to whoever owns it next) and ignore records polled before it.
+7. On a rebalance: forget the open and taken windows and pauses (their records return
+   with the partition to whoever owns it next) and ignore records polled before it; a
+   window being written then is not committed.
 
 Exactness does not rest on the token alone: a record re-emitted upstream lands in another
 window (another token), and a crash between two tables' writes of one window leaves one of
