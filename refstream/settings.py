@@ -106,8 +106,11 @@ class SinkSettings:
     # REFSTREAM_SINK_BATCH_MAX_ROWS: a topic-partition's batch is written once it holds this
     # many records (ClickHouse prefers few large inserts).
     batch_max_rows: int = 20_000
-    # REFSTREAM_SINK_BATCH_MAX_WAIT_MS: ...or once its oldest record waited this long.
-    batch_max_wait_ms: int = 1_000
+    # REFSTREAM_SINK_BATCH_MAX_WAIT_MS: ...or, once the sink's writer is free, when its
+    # oldest record waited this long. 0: as soon as the writer is free, so records that
+    # arrive during a write wait for the next one ("batch while busy": windows grow with
+    # the load, latency stays one write or two).
+    batch_max_wait_ms: int = 0
     # REFSTREAM_SINK_GROUP_ID: Kafka consumer group of the sinks (offsets committed there).
     group_id: str = "refstream-sinks"
     # REFSTREAM_SINK_RETRY_INITIAL_MS / REFSTREAM_SINK_RETRY_MAX_MS: backoff between
@@ -369,7 +372,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     sink = SinkSettings(
         clickhouse_dsn=_dsn(env, "CLICKHOUSE_DSN", sk.clickhouse_dsn),
         batch_max_rows=_int(env, "SINK_BATCH_MAX_ROWS", sk.batch_max_rows, minimum=1),
-        batch_max_wait_ms=_int(env, "SINK_BATCH_MAX_WAIT_MS", sk.batch_max_wait_ms, minimum=1),
+        batch_max_wait_ms=_int(env, "SINK_BATCH_MAX_WAIT_MS", sk.batch_max_wait_ms, minimum=0),
         group_id=_str(env, "SINK_GROUP_ID", sk.group_id),
         retry_initial_ms=_int(env, "SINK_RETRY_INITIAL_MS", sk.retry_initial_ms, minimum=1),
         retry_max_ms=_int(env, "SINK_RETRY_MAX_MS", sk.retry_max_ms, minimum=1),

@@ -141,6 +141,10 @@ class Batch:
     # without sources a refused batch cannot be bisected (nothing to name sub-batches by).
     sources: list[SourceRecord | None] = field(default_factory=list)
 
+    def add(self, row: Row, source: SourceRecord | None = None) -> None:
+        self.rows.append(row)
+        self.sources.append(source)
+
 
 class BatchingSink(ABC):
     """Collects rows per topic-partition; `write` is the one method a target implements."""
@@ -153,8 +157,7 @@ class BatchingSink(ABC):
         batch = self._batches.get(key)
         if batch is None:
             batch = self._batches[key] = Batch(topic, partition)
-        batch.rows.append(row)
-        batch.sources.append(source)
+        batch.add(row, source)
 
     def pending_rows(self, topic: str, partition: int) -> int:
         batch = self._batches.get((topic, partition))
@@ -165,20 +168,21 @@ class BatchingSink(ABC):
 
         Returns the rows the target refused for their data (all others are written).
         """
-        key = (window.topic, window.partition)
-        try:
-            batch = self._batches.get(key)
-            if batch is None or not batch.rows:
-                return []
-            refusals = self.write(batch, window) or []
-            refused = []
-            for refusal in refusals:
-                source = batch.sources[refusal.index]
-                assert source is not None  # refusals only come from batches with sources
-                refused.append(RefusedRow(batch.rows[refusal.index], source, refusal.reason))
-            return refused
-        finally:
-            self._batches.pop(key, None)
+        batch = self._batches.pop((window.topic, window.partition), None)
+        return [] if batch is None else self.write_batch(batch, window)
+
+    def write_batch(self, batch: Batch, window: Window) -> list[RefusedRow]:
+        """Write a batch held outside this sink (the consumer keeps each window's own, so
+        that one window can be written while the next of its partition fills up)."""
+        if not batch.rows:
+            return []
+        refusals = self.write(batch, window) or []
+        refused = []
+        for refusal in refusals:
+            source = batch.sources[refusal.index]
+            assert source is not None  # refusals only come from batches with sources
+            refused.append(RefusedRow(batch.rows[refusal.index], source, refusal.reason))
+        return refused
 
     def clear(self, topic: str | None = None, partition: int | None = None) -> None:
         """Forget unwritten rows (all, or one topic-partition's) before re-reading them."""

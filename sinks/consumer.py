@@ -10,13 +10,18 @@ Commit protocol (the body repeats these as `# Step N` comments):
    every record. A `native` table (rewards) keeps the records undecoded instead: at step
    4 ClickHouse decodes the window (sinks/native_avro.py), and only a window it cannot
    take is turned into rows here, then, record by record.
-3. Extend the topic-partition's open window (first..last offset) and its batches.
-4. When the window holds `batch_max_rows` records or its oldest record waited
-   `batch_max_wait_ms`, write each table's batch of that window with
+3. Extend the topic-partition's open window (first..last offset) and its batches (each
+   window holds its own rows, so it can be written while the next one fills).
+4. A window is taken for writing when it holds `batch_max_rows` records, or, once the
+   writer is free, when its oldest record waited `batch_max_wait_ms` (default 0: at once).
+   One writer task writes the taken windows one at a time, in the order taken, in a
+   thread, while steps 1-3 go on ("batch while busy": what arrives during a write waits
+   for the next, so windows grow with the load). It writes each table's batch with
    `insert_deduplication_token = "{topic}:{partition}:{first}-{last}"`. The token is a pure
    function of the offsets, and the offsets of a window always hold the same records, so a
-   window written again after a crash (written, not yet committed) is dropped by
-   ClickHouse.
+   window written again after a crash (written, not yet committed) with the same bounds is
+   dropped by ClickHouse; one re-read with other bounds (windows depend on timing) is
+   absorbed as below.
    If ClickHouse refuses the batch for its values (not for being unavailable), the batch
    is bisected (sinks/dead_letters_bisect.py): good rows are written in order under
    sub-batch tokens named by their offset span, each refused row becomes a `dead_letters`
@@ -25,14 +30,16 @@ Commit protocol (the body repeats these as `# Step N` comments):
    (bisected), refusal dead letters; a crash anywhere in it re-reads the window, and every
    insert already done presents the same token again.
 5. Only after every table accepted the window (refused rows being dead letters by then):
-   commit offset last + 1 for the partition.
-6. On a write error: forget the partition's window (its batches are cleared in a
-   `finally`) and pause the partition; the others go on (one broken table does not stop
-   the rest). After an exponential backoff, rewind it to its committed offset and resume:
+   commit offset last + 1 for the partition. Commits run one at a time, in order, each
+   while the next window is written.
+6. On a write error: forget the partition's open and taken windows (none of its later
+   records is written ahead of the failed window) and pause the partition; the others go
+   on (one broken table does not stop the rest). After an exponential backoff, rewind it to its committed offset and resume:
    its records are read again, never dropped, and no offset is committed past an
    unwritten one. Polling goes on meanwhile, which keeps the group membership.
-7. On a rebalance: forget the open windows and pauses (their records return with the
-   partition to whoever owns it next) and ignore records polled before it.
+7. On a rebalance: forget the open and taken windows and pauses (their records return
+   with the partition to whoever owns it next) and ignore records polled before it; a
+   window being written then is not committed.
 
 Exactness does not rest on the token alone: a record re-emitted upstream lands in another
 window (another token), and a crash between two tables' writes of one window leaves one of
@@ -44,8 +51,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -67,7 +75,9 @@ from sinks import (
     stripe_events,
 )
 from sinks.base import (
+    Batch,
     ClickHouseSink,
+    KafkaRecord,
     RefusedRow,
     SinkBugError,
     SinkWriteError,
@@ -101,11 +111,26 @@ REFUSED_TOKEN_SUFFIX = ":refused"  # noqa: S105 - a dedup token, not a secret
 
 
 @dataclass
-class _OpenWindow:
+class _Window:
+    """One topic-partition's records first..last, from the poll that opens it to its commit.
+
+    It holds its own rows (and a native table's records), so one window can be written
+    while the next one of the same partition fills up.
+    """
+
+    tp: TopicPartition
     first_offset: int
     last_offset: int
     count: int
     opened_at: float
+    generation: int  # of the assignment it was read in (step 7)
+    rows: Batch  # the table's rows (Python-decoded topics, or a native window's fallback)
+    dead: Batch  # decode dead letters
+    raw: list[KafkaRecord] = field(default_factory=list)  # a native table's records
+
+    @property
+    def span(self) -> Window:
+        return Window(self.tp.topic, self.tp.partition, self.first_offset, self.last_offset)
 
 
 @dataclass
@@ -127,7 +152,13 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class SinkConsumer:
-    """Consumes the topics of `specs` and writes their tables through `client`."""
+    """Consumes the topics of `specs` and writes their tables through `client`.
+
+    Two tasks share the state, on one event loop: `run` polls, decodes and fills the open
+    windows; the writer (`_write_loop`) takes windows and writes them one at a time, in a
+    thread, then commits. Each side changes the state only between its awaits, so each
+    sees it whole.
+    """
 
     def __init__(
         self,
@@ -151,10 +182,16 @@ class SinkConsumer:
             self._sinks[topic] = (
                 self._dead if spec is dead_letters.SPEC else table_sink(spec, client)
             )
-        self._windows: dict[TopicPartition, _OpenWindow] = {}
+        self._open: dict[TopicPartition, _Window] = {}
+        # Windows taken for writing, in the order taken; the writer writes them in order.
+        self._taken: deque[_Window] = deque()
+        self._writing: _Window | None = None
+        self._committing: asyncio.Task[None] | None = None  # the last written window's commit
         self._paused: dict[TopicPartition, _Paused] = {}
         self._backoff_ms: dict[TopicPartition, int] = {}
         self._generation = 0
+        self._changed = asyncio.Event()  # records were added or windows taken
+        self._progress = asyncio.Event()  # the writer took or finished a window, or idles
         self.committed_windows = 0  # observability and tests
         self.failed_writes = 0
 
@@ -166,19 +203,25 @@ class SinkConsumer:
     def paused(self) -> list[TopicPartition]:
         return sorted(self._paused)
 
-    def _tables_of(self, topic: str) -> list[ClickHouseSink]:
-        main = self._sinks[topic]
-        return [main] if main is self._dead else [self._dead, main]
+    @property
+    def records_waiting(self) -> int:
+        """Records read and not yet handed to a write (open and taken windows)."""
+        return sum(w.count for w in self._open.values()) + sum(w.count for w in self._taken)
+
+    @property
+    def windows_taken(self) -> int:
+        """Windows closed for writing that wait for the writer (not the one it writes)."""
+        return len(self._taken)
 
     def forget_everything(self, why: str) -> None:
         self._generation += 1
-        if self._windows or self._paused:
-            log.info("sink_state_dropped", extra={"why": why, "windows": len(self._windows),
+        if self._open or self._taken or self._paused:
+            log.info("sink_state_dropped", extra={"why": why, "windows": len(self._open),
+                                                  "taken": len(self._taken),
                                                   "paused": len(self._paused)})  # fmt: skip
-        self._windows.clear()
+        self._open.clear()
+        self._taken.clear()  # a window being written finishes, but is not committed
         self._paused.clear()
-        for sink in {*self._sinks.values(), self._dead}:
-            sink.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -191,17 +234,32 @@ class SinkConsumer:
         )
         consumer.subscribe(self.topics, listener=_Rebalance(self))
         await consumer.start()
+        writer = asyncio.create_task(self._write_loop(consumer), name="sink-writer")
         try:
             while not stop.is_set():
+                _raise_if_failed(writer)
                 await self._resume_due(consumer)
                 assigned = consumer.assignment()
                 if assigned and assigned <= self._paused.keys():
                     # Everything waits for ClickHouse; a poll would return at once.
                     await asyncio.sleep(_POLL_MS / 1000)
+                await self._wait_for_room(writer)
                 await self._poll_once(consumer)
-            await self._flush_all_on_stop(consumer)
+            await self._drain(writer)
         finally:
+            if not writer.done():
+                writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            if self._committing is not None:  # a commit under way ends before the consumer
+                await asyncio.gather(self._committing, return_exceptions=True)
             await consumer.stop()
+
+    async def _wait_for_room(self, writer: asyncio.Task[None]) -> None:
+        """Poll on only while less than a full window waits for the writer (memory bound)."""
+        while sum(w.count for w in self._taken) >= self._settings.batch_max_rows:
+            _raise_if_failed(writer)
+            self._progress.clear()
+            await self._progress.wait()
 
     async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
         generation = self._generation
@@ -209,62 +267,60 @@ class SinkConsumer:
         polled = await consumer.getmany(
             timeout_ms=_POLL_MS, max_records=self._settings.batch_max_rows
         )
+        if self._generation != generation:
+            return  # Step 7: polled before a rebalance; the new owner re-reads them
         max_rows = self._settings.batch_max_rows
         for tp, records in polled.items():
-            # Records are added up to the window's room at once: the checks below can only
-            # change while a flush awaits, so per record they would see the same answer.
+            if tp in self._paused:
+                continue  # Step 6: read again from the committed offset after the pause
+            # Records are added up to the window's room at once. Nothing here awaits, so
+            # the writer cannot pause the partition or take its window meanwhile.
             start = 0
             while start < len(records):
-                if self._generation != generation:
-                    return  # Step 7: polled before a rebalance; the new owner re-reads them
-                if tp in self._paused:
-                    break  # Step 6: the rest of this partition is read again after the pause
-                window = self._windows.get(tp)
-                room = max(1, max_rows - (window.count if window else 0))
+                window = self._open.get(tp)
+                room = max_rows - (window.count if window else 0)
                 chunk = records[start : start + room]
                 self._add(tp, chunk)
                 start += len(chunk)
-                if self._windows[tp].count >= max_rows:
-                    await self._flush(consumer, tp)
-        now = self._clock()
-        wait_s = self._settings.batch_max_wait_ms / 1000
-        for tp in [tp for tp, w in self._windows.items() if now - w.opened_at >= wait_s]:
-            if tp in self._windows:  # a rebalance during an earlier flush may have cleared it
-                await self._flush(consumer, tp)
+                if self._open[tp].count >= max_rows:
+                    self._take(tp)  # full: written next, whatever its age
+        if polled:
+            self._changed.set()
 
     def _add(self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Consecutive records of one partition (at least one) into its open window."""
-        sink = self._sinks[tp.topic]
-        if sink.native:
+        window = self._open.get(tp)
+        if window is None:
+            window = self._open[tp] = _Window(
+                tp, records[0].offset, records[0].offset, 0, self._clock(), self._generation,
+                Batch(tp.topic, tp.partition), Batch(tp.topic, tp.partition),
+            )  # fmt: skip
+        if self._sinks[tp.topic].native:
             # Step 2 comes at the write: ClickHouse decodes the window (sinks/native_avro.py),
             # or, when it cannot, `_decode` does then what it does here for other topics.
-            sink.add_raw(records, tp.topic, tp.partition)
+            window.raw.extend(records)
         else:
             for record in records:
-                self._decode(tp.topic, tp.partition, source_of(record))
+                self._decode(window, source_of(record))
         # Step 3
-        window = self._windows.get(tp)
-        if window is None:
-            self._windows[tp] = _OpenWindow(
-                records[0].offset, records[-1].offset, len(records), self._clock()
-            )
-        else:
-            window.last_offset = records[-1].offset
-            window.count += len(records)
+        window.last_offset = records[-1].offset
+        window.count += len(records)
 
-    def _decode(self, topic: str, partition: int, source: SourceRecord) -> None:
+    def _decode(self, window: _Window, source: SourceRecord) -> None:
+        topic, partition = window.tp.topic, window.tp.partition
         offset, value = source.offset, source.value
+        main = self._sinks[topic]
         # Step 2
         try:
             if value is None:
                 raise RowError("record has no value")
-            row = self._sinks[topic].spec.to_row(self._codecs[topic].decode(value))
-            self._sinks[topic].add(row, topic, partition, source)
+            window.rows.add(main.spec.to_row(self._codecs[topic].decode(value)), source)
         except BAD_INPUT as exc:  # a bad record is a dead letter, never a crash
             failure = dead_letters.sink_failure_row(
                 topic, partition, offset, source.key, value, source.timestamp_ms, exc
             )
-            self._dead.add(failure, topic, partition, source)
+            # The dead-letter topic's own bad records go with its rows, in one insert.
+            (window.rows if main is self._dead else window.dead).add(failure, source)
             log.warning(
                 "sink_dead_letter",
                 extra={"topic": topic, "partition": partition, "offset": offset,
@@ -283,67 +339,113 @@ class SinkConsumer:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
 
-    async def _flush(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
-        open_window = self._windows.pop(tp)
-        generation = self._generation
-        window = Window(tp.topic, tp.partition, open_window.first_offset, open_window.last_offset)
+    def _take(self, tp: TopicPartition) -> None:
+        self._taken.append(self._open.pop(tp))
+        self._changed.set()
+
+    def _take_due(self) -> None:
+        """Batch while busy: once the writer is free, every open window whose oldest record
+        waited `batch_max_wait_ms` (0: every open window) is taken, oldest first. What
+        arrives during a write waits for the next, so windows grow with the load."""
+        now, wait_s = self._clock(), self._settings.batch_max_wait_ms / 1000
+        for tp, window in sorted(self._open.items(), key=lambda item: item[1].opened_at):
+            if now - window.opened_at >= wait_s:
+                self._take(tp)
+
+    def _next_due_s(self) -> float | None:
+        if not self._open:
+            return None
+        oldest = min(window.opened_at for window in self._open.values())
+        return max(0.0, oldest + self._settings.batch_max_wait_ms / 1000 - self._clock())
+
+    async def _write_loop(self, consumer: AIOKafkaConsumer) -> None:
+        """The writer: one window at a time, in the order taken (step 4), then its commit
+        (step 5). Polling goes on while it writes; it never runs two writes at once."""
+        while True:
+            if not self._taken:
+                self._take_due()
+            if not self._taken:
+                self._progress.set()  # idle
+                self._changed.clear()
+                try:
+                    await asyncio.wait_for(self._changed.wait(), self._next_due_s())
+                except TimeoutError:
+                    pass
+                continue
+            window = self._taken.popleft()
+            self._writing = window
+            self._progress.set()  # room for the poller (`_wait_for_room`)
+            try:
+                await self._write_and_commit(consumer, window)
+            finally:
+                self._writing = None
+                self._progress.set()
+
+    async def _write_and_commit(self, consumer: AIOKafkaConsumer, window: _Window) -> None:
+        span = window.span
+        table = self._sinks[span.topic].spec.table
         # Step 4: one insert per table; a failure leaves the window uncommitted.
-        table = self._sinks[tp.topic].spec.table
         try:
             await asyncio.to_thread(self._write, window)
         except SinkWriteError as exc:
             self._metrics.insert_failures.labels(table, type(exc).__name__).inc()
-            self._pause(consumer, tp, exc)
+            await self._settle_commit()  # the rewind after the pause reads the commits
+            if self._generation == window.generation:
+                self._pause(consumer, window.tp, exc)
             return
         except SinkBugError as exc:
-            log.critical("sink_stopped_on_bug", extra={"window": window.dedup_token,
+            log.critical("sink_stopped_on_bug", extra={"window": span.dedup_token,
                                                        "error": str(exc)[:1000]})  # fmt: skip
             raise
-        if self._generation != generation:
+        if self._generation != window.generation:
             return  # Step 7: written, but the partition moved on; the owner re-reads it
-        # Step 5
+        # Step 5, while the next window is written: commits stay in order, one at a time.
+        await self._settle_commit()
+        self._committing = asyncio.create_task(self._commit(consumer, window))
+
+    async def _settle_commit(self) -> None:
+        """Wait for the commit under way, if any (before the next, a pause or a rewind)."""
+        if self._committing is not None:
+            await self._committing
+
+    async def _commit(self, consumer: AIOKafkaConsumer, window: _Window) -> None:
+        span = window.span
+        table = self._sinks[span.topic].spec.table
         try:
-            await consumer.commit({tp: window.last_offset + 1})
+            await consumer.commit({window.tp: span.last_offset + 1})
         except (CommitFailedError, KafkaError) as exc:
             # Not committed: the window is read again and its token makes the write a no-op.
-            log.warning("sink_commit_failed", extra={"window": window.dedup_token,
+            log.warning("sink_commit_failed", extra={"window": span.dedup_token,
                                                      "error": str(exc)[:300]})  # fmt: skip
             return
         self.committed_windows += 1
-        self._metrics.rows.labels(table).inc(open_window.count)
-        self._metrics.batch_seconds.labels(table).observe(self._clock() - open_window.opened_at)
-        self._backoff_ms.pop(tp, None)
-        log.debug("sink_window_committed", extra={"window": window.dedup_token,
-                                                  "records": open_window.count})  # fmt: skip
+        self._metrics.rows.labels(table).inc(window.count)
+        self._metrics.batch_seconds.labels(table).observe(self._clock() - window.opened_at)
+        self._backoff_ms.pop(window.tp, None)
+        log.debug("sink_window_committed", extra={"window": span.dedup_token,
+                                                  "records": window.count})  # fmt: skip
 
-    def _write(self, window: Window) -> None:
-        main = self._sinks[window.topic]
-        try:
-            if main.native:
-                records = main.take_raw(window.topic, window.partition)
-                with self._metrics.insert_seconds.labels(main.spec.table).time():
-                    if records and main.write_native(records, window):
-                        return
-                for record in records:  # ClickHouse could not take them as they are
-                    self._decode(window.topic, window.partition, source_of(record))
-            if main is not self._dead:
-                self._only_accepted(self._dead.flush(window), window)  # decode dead letters
+    def _write(self, window: _Window) -> None:
+        """Step 4 for one window (in the writer's thread; the window is the writer's alone)."""
+        span = window.span
+        main = self._sinks[span.topic]
+        if main.native and window.raw:
             with self._metrics.insert_seconds.labels(main.spec.table).time():
-                refused = main.flush(window)
-            if refused:
-                self._metrics.dead_letters.labels("sink", "refused_by_table").inc(len(refused))
-                for item in refused:
-                    self._dead.add(
-                        self._refused_dead_letter(main.spec, window, item),
-                        window.topic,
-                        window.partition,
-                        item.source,
-                    )
-                second = replace(window, token_suffix=REFUSED_TOKEN_SUFFIX)
-                self._only_accepted(self._dead.flush(second), window)
-        finally:
-            for sink in {main, self._dead}:  # a failure in one must not leave another's rows
-                sink.clear(window.topic, window.partition)
+                if main.write_native(window.raw, span):
+                    return
+            for record in window.raw:  # ClickHouse could not take them as they are
+                self._decode(window, source_of(record))
+        if main is not self._dead:
+            self._only_accepted(self._dead.write_batch(window.dead, span), span)
+        with self._metrics.insert_seconds.labels(main.spec.table).time():
+            refused = main.write_batch(window.rows, span)
+        if refused:
+            self._metrics.dead_letters.labels("sink", "refused_by_table").inc(len(refused))
+            letters = Batch(span.topic, span.partition)
+            for item in refused:
+                letters.add(self._refused_dead_letter(main.spec, span, item), item.source)
+            second = replace(span, token_suffix=REFUSED_TOKEN_SUFFIX)
+            self._only_accepted(self._dead.write_batch(letters, second), span)
 
     @staticmethod
     def _refused_dead_letter(spec: TableSpec, window: Window, item: RefusedRow) -> tuple:
@@ -373,14 +475,13 @@ class SinkConsumer:
             )
 
     def _pause(self, consumer: AIOKafkaConsumer, tp: TopicPartition, exc: SinkWriteError) -> None:
-        # Step 6
+        # Step 6: nothing of the partition after the failed window may be written before it.
         self.failed_writes += 1
         backoff_ms = self._backoff_ms.get(tp, self._settings.retry_initial_ms)
         self._backoff_ms[tp] = min(backoff_ms * 2, self._settings.retry_max_ms)
         self._paused[tp] = _Paused(self._clock() + backoff_ms / 1000, backoff_ms)
-        self._windows.pop(tp, None)
-        for sink in self._tables_of(tp.topic):
-            sink.clear(tp.topic, tp.partition)
+        self._open.pop(tp, None)
+        self._taken = deque(window for window in self._taken if window.tp != tp)
         if tp in consumer.assignment():
             consumer.pause(tp)
         log.error(
@@ -405,11 +506,24 @@ class SinkConsumer:
         consumer.resume(*mine)
         log.info("sink_partitions_resumed", extra={"partitions": [str(tp) for tp in mine]})
 
-    async def _flush_all_on_stop(self, consumer: AIOKafkaConsumer) -> None:
-        # A window that fails here stays uncommitted: the next run reads it again.
-        for tp in list(self._windows):
-            if tp in self._windows:
-                await self._flush(consumer, tp)
+    async def _drain(self, writer: asyncio.Task[None]) -> None:
+        """On stop: every open window is taken and written (and committed). A window that
+        fails here stays uncommitted: the next run reads it again."""
+        for tp in sorted(self._open, key=lambda tp: self._open[tp].opened_at):
+            self._take(tp)
+        while self._taken or self._writing is not None:
+            _raise_if_failed(writer)
+            self._progress.clear()
+            await self._progress.wait()
+        _raise_if_failed(writer)
+        await self._settle_commit()
+
+
+def _raise_if_failed(writer: asyncio.Task[None]) -> None:
+    """The writer stops only on a bug (SinkBugError): the sink stops with it."""
+    if writer.done():
+        writer.result()
+        raise SinkBugError("the sink's writer stopped")  # pragma: no cover - never returns
 
 
 async def rewind_to_committed(

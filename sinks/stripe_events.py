@@ -26,6 +26,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from refstream.topics import STRIPE_EVENTS
 from sinks.rows import Row, TableSpec, millis, seconds, text
 
@@ -51,10 +53,33 @@ _AMOUNT_FIELD = {
 }
 
 
+# Bodies with more brackets than this are parsed by json alone: json refuses nesting
+# deeper than about the recursion limit (RecursionError, kept as body_error), orjson
+# parses up to 1,024 levels, and the same body must give the same columns either way.
+_ORJSON_MAX_BRACKETS = 500
+
+
+def loads(body: bytes) -> Any:
+    """`json.loads(body)`, faster (orjson: about 3x on Stripe bodies), with json's answer.
+
+    What orjson refuses, json decides, as before: lone surrogate escapes (which
+    ClickHouse then refuses, making the event a dead letter), NaN and Infinity, a BOM,
+    UTF-16/32 bodies, invalid UTF-8 (json's own error type is the one kept). Where both
+    parse, they agree, except an integer outside [-2^63, 2^64): orjson makes it a float,
+    json an int, and every number a column takes goes through `_int`, which maps both to 0.
+    """
+    if body.count(b"[") + body.count(b"{") <= _ORJSON_MAX_BRACKETS:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
 def parse_body(body: bytes) -> tuple[dict[str, Any], str]:
     """(event dict, '') or ({}, what is wrong)."""
     try:
-        event = json.loads(body)
+        event = loads(body)
     except (ValueError, RecursionError) as exc:  # not UTF-8/JSON, too deep, too big a number
         return {}, f"body is not JSON: {type(exc).__name__}"[:500]
     if not isinstance(event, dict):

@@ -1,6 +1,6 @@
 """The sink as a child process for crash tests.
 
-    python -m tests.support.sink_child OUT_JSON [KILL_AT_COMMIT]
+    python -m tests.support.sink_child OUT_JSON [KILL_AT_COMMIT | ledger:KILL_AT_LEDGER]
 
 Settings come from the REFSTREAM_* environment. Merges are stopped first and the writer
 inserts with optimize_on_insert=0 (no collapsing of equal ids inside one insert), so the
@@ -9,6 +9,9 @@ so any window written twice.
 With KILL_AT_COMMIT=n the process SIGKILLs itself inside its n-th offset commit: the
 window is in ClickHouse, its offset is not in Kafka, the worst moment to die. Before dying
 it writes the window it was about to commit to OUT_JSON.
+With ledger:n it SIGKILLs itself in the writer's thread inside its n-th ledger write: the
+window is in its table, not yet in the ledger, and the poller is reading on meanwhile.
+Before dying it writes {"killed_in_ledger": table} to OUT_JSON.
 """
 
 from __future__ import annotations
@@ -46,6 +49,36 @@ def _kill_at_commit(n: int, out: str) -> None:
     AIOKafkaConsumer.commit = commit  # type: ignore[method-assign]
 
 
+def _kill_in_ledger(n: int, out: str) -> None:
+    from sinks import ledger
+    from sinks.base import ClickHouseSink
+
+    native_inputs = {table for table, _columns in ledger.NATIVE_INPUTS.values()}
+    calls = 0
+
+    def count_call(table: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            with open(out, "w") as f:
+                json.dump({"killed_in_ledger": table}, f)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    raw_insert, count = ClickHouseSink._raw_insert, ledger.count
+
+    def raw_insert_then_die(self: ClickHouseSink, table: str, *args: Any, **kwargs: Any) -> None:
+        if table in native_inputs:
+            count_call(table)
+        raw_insert(self, table, *args, **kwargs)
+
+    def count_then_die(client: Any, table: str, rows: Any) -> None:
+        count_call(table)
+        count(client, table, rows)
+
+    ClickHouseSink._raw_insert = raw_insert_then_die  # type: ignore[method-assign]
+    ledger.count = count_then_die  # type: ignore[assignment]
+
+
 def _no_insert_collapsing() -> None:
     original = service.connect
 
@@ -74,7 +107,9 @@ async def _run(out: str) -> None:
 def main() -> None:
     out = sys.argv[1]
     _no_insert_collapsing()
-    if len(sys.argv) > 2:
+    if len(sys.argv) > 2 and sys.argv[2].startswith("ledger:"):
+        _kill_in_ledger(int(sys.argv[2].removeprefix("ledger:")), out)
+    elif len(sys.argv) > 2:
         _kill_at_commit(int(sys.argv[2]), out)
     asyncio.run(_run(out))
 
