@@ -82,8 +82,7 @@ def events_of(rows: Iterable[Row]) -> list[Event]:
     out = []
     for r in rows:
         event = Event(*(r[i] for i in _E))
-        out.append(event._replace(created=int(event.created), payment_refs=tuple(event.payment_refs),
-                                  livemode=bool(event.livemode)))  # fmt: skip
+        out.append(event._replace(payment_refs=tuple(event.payment_refs)))
     return out
 
 
@@ -204,9 +203,11 @@ _PAGE = 50_000
 _STRIPE_PAGE = f"""SELECT event_id, {", ".join(_unix(stripe_events.COLUMNS[i]) for i in _E)}
     FROM stripe_events FINAL
     WHERE event_id > {{after:String}}
-        AND (money_kind != '' OR notEmpty(payment_refs) OR (charge_id != '' AND customer_id != ''))
+        AND (money_kind != '' OR notEmpty(payment_refs)
+            OR (charge_id != '' AND customer_id != ''))
     ORDER BY event_id LIMIT {_PAGE}"""  # noqa: S608
-_ATTRIBUTION_PAGE = f"""SELECT attribution_id, {", ".join(_unix(attributions.COLUMNS[i]) for i in _A)}
+_ATTRIBUTION_PAGE = f"""SELECT attribution_id,
+        {", ".join(_unix(attributions.COLUMNS[i]) for i in _A)}
     FROM attributions FINAL
     WHERE attribution_id > {{after:String}}
     ORDER BY attribution_id LIMIT {_PAGE}"""  # noqa: S608
@@ -236,8 +237,8 @@ def backfill(client: Client) -> bool:
         write(client, stripe_window(_stripe_page(page), store))
         applied += len(page)
     client.insert("revenue_keys", [[BACKFILLED_KEY, ""]], column_names=["key", "state"])
-    log.info("revenue_ledger_backfilled", extra={
-        "rows": applied, "seconds": (dt.datetime.now(dt.UTC) - started).total_seconds()})  # fmt: skip
+    seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
+    log.info("revenue_ledger_backfilled", extra={"rows": applied, "seconds": seconds})
     return True
 
 

@@ -85,8 +85,10 @@ def _story(f: StripeFactory, *, start: int, months: int, currency: str, account:
             opened = f.dispute(charge, created=paid_at + 9 * DAY,
                                amount=amount // 3 if n == 3 else None)  # fmt: skip
             closed = {**copy.deepcopy(opened), "status": "lost" if n == 3 else "won"}
-            events += [f.event("charge.dispute.created", opened, created=paid_at + 9 * DAY),
-                       f.event("charge.dispute.closed", closed, created=paid_at + 39 * DAY)]
+            events += [
+                f.event("charge.dispute.created", opened, created=paid_at + 9 * DAY),
+                f.event("charge.dispute.closed", closed, created=paid_at + 39 * DAY),
+            ]
         if n == 5:
             quarter = f.refund(charge, amount=amount // 4, created=paid_at + 2 * DAY)
             events.append(f.event("charge.refunded", f.refunded_charge(charge, [quarter]),
@@ -132,10 +134,8 @@ def stream(seed: int, customers: int = 8, months: int = 6) -> Records:
         guest_charge = buyer.charges[0]
         refund = f.refund(guest_charge, amount=guest_charge["amount"] // 5,
                           created=start + 60 * DAY)  # fmt: skip
-        events += buyer.events + [
-            f.event("charge.refunded", f.refunded_charge(guest_charge, [refund]),
-                    created=start + 60 * DAY)
-        ]  # fmt: skip
+        refunded = f.refunded_charge(guest_charge, [refund])
+        events += [*buyer.events, f.event("charge.refunded", refunded, created=start + 60 * DAY)]
         out += [(STRIPE_EVENTS, f.envelope(e)) for e in events]
         kind = i % 5
         at = start - DAY
@@ -143,8 +143,9 @@ def stream(seed: int, customers: int = 8, months: int = 6) -> Records:
             out.append((ATTRIBUTIONS, _attribution(customer, "attribution", code, at, live,
                                                    account)))  # fmt: skip
             if kind == 1:
-                out.append((ATTRIBUTIONS, _attribution(customer, "attribution", "code_9",
-                                                       at - 3 * DAY, live, account, 1)))  # fmt: skip
+                earlier = _attribution(customer, "attribution", "code_9", at - 3 * DAY, live,
+                                       account, 1)  # fmt: skip
+                out.append((ATTRIBUTIONS, earlier))
         elif kind == 2:
             out.append((ATTRIBUTIONS, _attribution(customer, "organic", None, at, live, account)))
         elif kind == 3:  # organic, then referred: referred wins
@@ -252,9 +253,9 @@ def test_revenue_reports_stay_exact_under_retries_crashes_and_re_emission(
     assert_exact(client)
 
     # Nothing was merged away, and the reports have something to show.
-    assert check.counts(client, final=False)["stripe_events"] > check.counts(client)[
-        "stripe_events"
-    ]
+    assert (
+        check.counts(client, final=False)["stripe_events"] > check.counts(client)["stripe_events"]
+    )
     split = run_report(client, "revenue_split", {}).rows
     assert all(any(row[i] for row in split) for i in (2, 3, 4))  # referred, organic, awaiting
     assert {row[3] for row in run_report(client, "customers", {"limit": "10000"}).rows} == {
