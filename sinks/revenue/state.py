@@ -59,7 +59,7 @@ class Counted(NamedTuple):
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return json.dumps(value, separators=(",", ":"))
 
 
 @dataclass
@@ -104,8 +104,10 @@ class Money:
 
     def nodes(self) -> tuple[str, ...]:
         """The charge / payment intent ids its entries depend on."""
-        ids = [self.charge_ref, self.payment_intent]
-        return tuple(i for i in dict.fromkeys(ids) if i)
+        charge, intent = self.charge_ref, self.payment_intent
+        if intent and intent != charge:
+            return (charge, intent) if charge else (intent,)
+        return (charge,) if charge else ()
 
     def entries(self, nodes: dict[str, Node]) -> Counted | None:
         """What counts for it now, given the nodes (None: nothing, e.g. an invoice lists

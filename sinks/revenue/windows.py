@@ -87,6 +87,7 @@ class _Keys:
         self.original: dict[str, str] = {}
         self.money: dict[str, Money] = {}
         self.nodes: dict[str, Node] = {}
+        self.dirty: set[str] = set()  # keys of states that may have changed
 
     def load(self, money: Iterable[str], nodes: Iterable[str]) -> None:
         wanted = [k for k in dict.fromkeys(money) if k not in self.money]
@@ -104,15 +105,19 @@ class _Keys:
 
     def changed(self) -> dict[str, str]:
         out = {}
-        for key, money in self.money.items():
-            text = money.dumps()
-            if self.original.get(key) != text:
-                out[key] = text
-        for node_id, node in self.nodes.items():
-            text = node.dumps()
-            if self.original.get(NODE + node_id, Node().dumps()) != text:
-                out[NODE + node_id] = text
+        for key in self.dirty:
+            if key.startswith(NODE):
+                text = self.nodes[key[len(NODE) :]].dumps()
+                if self.original.get(key, _EMPTY_NODE) != text:
+                    out[key] = text
+            else:
+                text = self.money[key].dumps()
+                if self.original.get(key) != text:
+                    out[key] = text
         return out
+
+
+_EMPTY_NODE = Node().dumps()
 
 
 def stripe_window(events: Sequence[Event], store: Store) -> Effects:
@@ -144,6 +149,7 @@ def stripe_window(events: Sequence[Event], store: Store) -> Effects:
         if not node.owner or owner < node.owner:
             node.owner = owner
             moved.add(charge_id)
+    states.dirty.update(NODE + i for i in moved)
 
     # Money keys: the window's snapshots merged in, each key known to its nodes.
     touched: dict[str, None] = {}
@@ -159,6 +165,7 @@ def stripe_window(events: Sequence[Event], store: Store) -> Effects:
             node = states.nodes[node_id]
             if key not in node.deps:
                 node.deps = sorted({*node.deps, key})
+                states.dirty.add(NODE + node_id)
 
     # Keys stored earlier whose entries read a node that changed.
     for node_id in moved:
@@ -174,6 +181,7 @@ def stripe_window(events: Sequence[Event], store: Store) -> Effects:
         if now != money.counted:
             changes.append((money.counted, now, money))
             money.counted = now
+    states.dirty.update(touched)
     effects = _money_effects(changes, store)
     effects.keys = states.changed()
     return effects
