@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ from sinks.clickhouse import connect
 from sinks.consumer import ALL_SPECS, SinkConsumer, group_lag
 from sinks.migrations import apply_migrations
 from sinks.reports import REPORTS, run_report
+from tests.support.revenue_reference import REVENUE_REPORTS, reference
 
 Records = Iterator[tuple[str, dict[str, Any]]]
 
@@ -143,17 +145,27 @@ def report_params(client: Any) -> dict[str, dict[str, str]]:
     }
 
 
+def _p50(run: Callable[[], Any], runs: int) -> float:
+    run()  # warm-up: caches, lazy loading
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
 def time_reports(client: Any, runs: int) -> dict[str, float]:
-    """p50 seconds of each report (defaults; the required parameters filled)."""
+    """p50 seconds of each report (defaults; the required parameters filled), and of the
+    revenue reports' reference (their SQL over the views before the revenue ledger, on the
+    same data: `ref:NAME`), with a check that both give the same rows."""
     timings = {}
     for name, params in report_params(client).items():
-        run_report(client, name, params)  # warm-up: caches, lazy loading
-        samples = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            run_report(client, name, params)
-            samples.append(time.perf_counter() - started)
-        timings[name] = statistics.median(samples)
+        timings[name] = _p50(partial(run_report, client, name, params), runs)
+        if name in REVENUE_REPORTS:
+            timings[f"ref:{name}"] = _p50(partial(reference, client, name, params), runs)
+            same = run_report(client, name, params).rows == reference(client, name, params)
+            print(f"  {name}: {'same rows as' if same else 'DIFFERS FROM'} the reference")
     return timings
 
 
@@ -204,8 +216,16 @@ async def main() -> None:
         cells = "".join(f"{timings[name] * 1000:18.1f}" for _, _, timings in results)
         growth = last[2][name] / first[2][name]
         print(f"{name:28}{cells}{growth:8.2f}x")
+    print(f"\n{'revenue report: the views (before) / the ledger (after)':60}")
+    for name in REVENUE_REPORTS:
+        cells = "".join(
+            f"{timings[f'ref:{name}'] * 1000:9.1f} /{timings[name] * 1000:7.1f} ms"
+            f" ({timings[f'ref:{name}'] / timings[name]:5.1f}x)"
+            for _, _, timings in results
+        )
+        print(f"{name:28}{cells}")
     history = last[1].events / first[1].events
-    worst = max(timings[name] for _, _, timings in results for name in REPORTS)
+    worst = max(timings[name] for _, _, timings in results for name in REPORTS)  # ledger side
     print(f"\nhistory growth (stripe events): {history:.2f}x; slowest p50: {worst * 1000:.1f} ms")
 
 

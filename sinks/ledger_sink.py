@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from clickhouse_connect.driver.client import Client
 
-from sinks import ledger
+from sinks import ledger, revenue_ledger
 from sinks.base import (
     Batch,
     ClickHouseSink,
@@ -24,6 +24,7 @@ from sinks.base import (
     insert_outcome,
 )
 from sinks.dead_letters_bisect import Refusal
+from sinks.revenue_sink import RevenueSink
 from sinks.rows import Row, TableSpec
 
 
@@ -50,7 +51,9 @@ class LedgerSink(ClickHouseSink):
 
 
 def table_sink(spec: TableSpec, client: Client) -> ClickHouseSink:
-    """The sink that writes `spec`'s table (and the ledger, for the tables that feed it)."""
+    """The sink that writes `spec`'s table (and the ledgers, for the tables that feed them)."""
+    if revenue_ledger.counts_table(spec.table):
+        return RevenueSink(spec, client)
     return (
         LedgerSink(spec, client)
         if ledger.counts_table(spec.table)

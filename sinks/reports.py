@@ -152,15 +152,66 @@ _LEDGER = f"""(
     WHERE {_DAYS} AND NOT {_WHOLE_MONTH.format(m="toStartOfMonth(day)")}
 )"""
 
+
+def _revenue(where: str) -> str:
+    """The revenue ledger over since..until, rows matching `where` (whole months from
+    revenue_monthly, the days of partial months from revenue_daily; sinks/ddl/0006).
+    Columns: bucket (referred / organic / unattributed), referral_code, currency, livemode,
+    account (the revenue's), attr_account (the attribution's), month, amount_minor, entries
+    (revenue entries summed in: a group with entries exists even when its sum is 0)."""
+    return f"""(
+    SELECT bucket, referral_code, toString(currency) AS currency, livemode, account,
+        attr_account, month, amount_minor, entries
+    FROM revenue_monthly
+    WHERE ({where}) AND {_WHOLE_MONTH.format(m="month")}
+    UNION ALL
+    SELECT bucket, referral_code, toString(currency), livemode, account, attr_account,
+        toStartOfMonth(day), amount_minor, entries
+    FROM revenue_daily
+    WHERE ({where}) AND {_DAYS} AND NOT {_WHOLE_MONTH.format(m="toStartOfMonth(day)")}
+)"""
+
+
+# rewards_by_month: referred revenue (of one referrer with referral_code), organic without.
+_MONTH_BUCKETS = (
+    "(bucket = 'referred' AND "
+    "({referral_code:String} = '' OR referral_code = {referral_code:String})) "
+    "OR (bucket = 'organic' AND {referral_code:String} = '')"
+)
+
+
+def _mode_of(account: str) -> str:
+    return (
+        f"if({account} = '', if(livemode, 'live', 'test'), "
+        f"concat(if(livemode, 'live', 'test'), '@', {account})) AS mode"
+    )
+
+
+# Per customer x mode x currency with revenue (the revenue ledger's customer states and the
+# customers' first touches): the columns of the `customer_revenue` view.
+_CUSTOMERS = """(
+    SELECT c.customer_key AS customer_key, c.livemode AS livemode, c.currency AS currency,
+        a.referral_code AS referral_code,
+        multiIf(a.referral_code != '', 'referred', a.organic, 'organic', 'unattributed')
+            AS attribution,
+        c.first_paid_date AS first_paid_date, c.revenue_minor AS revenue_minor,
+        if(a.referral_code != '', c.revenue_minor, toInt64(0)) AS referred_revenue_minor
+    FROM (SELECT customer_key, livemode, currency, first_paid_date, revenue_minor
+          FROM revenue_customers WHERE entries > 0) AS c
+    LEFT JOIN (SELECT customer_key, livemode, referral_code, organic
+               FROM revenue_attributions) AS a
+        ON c.customer_key = a.customer_key AND c.livemode = a.livemode
+)"""
+
 _REPORTS = (
     Report(
         "top_referrers_revenue",
         "referrers ranked by referred revenue (revenue of the customers they referred)",
-        f"""SELECT referral_code, currency, {_MODE_ACCOUNT},
-                sum(referred_revenue_minor) AS referred_revenue_minor
-            FROM referrer_daily
-            WHERE {_MODE} AND {_CURRENCY} AND {_DAYS}
-            GROUP BY referral_code, currency, livemode, account
+        f"""SELECT referral_code, currency, {_mode_of("attr_account")},
+                sum(amount_minor) AS referred_revenue_minor
+            FROM {_revenue("bucket = 'referred'")}
+            WHERE {_MODE} AND {_CURRENCY}
+            GROUP BY referral_code, currency, livemode, attr_account
             HAVING referred_revenue_minor != 0
             ORDER BY referred_revenue_minor DESC, referral_code, currency, mode
             LIMIT {{limit:UInt32}}""",
@@ -183,27 +234,17 @@ _REPORTS = (
     Report(
         "revenue_split",
         "referred vs organic vs unattributed (awaiting attribution) revenue per currency",
-        """SELECT r.currency AS currency,
-                if(r.account = '', if(r.livemode, 'live', 'test'),
-                   concat(if(r.livemode, 'live', 'test'), '@', r.account)) AS mode,
-                sumIf(r.amount_minor, a.referral_code != '') AS referred_minor,
-                sumIf(r.amount_minor, a.referral_code = '' AND o.customer_key != '')
-                    AS organic_minor,
-                sumIf(r.amount_minor, a.referral_code = '' AND o.customer_key = '')
-                    AS unattributed_minor,
-                sum(r.amount_minor) AS total_minor
-            FROM revenue_entries AS r
-            LEFT JOIN customer_referrers AS a
-                ON r.customer_key = a.customer_key AND r.livemode = a.livemode
-            LEFT JOIN (SELECT DISTINCT customer_key, livemode FROM attributions FINAL
-                       WHERE kind = 'organic') AS o
-                ON r.customer_key = o.customer_key AND r.livemode = o.livemode
-            WHERE ({mode:String} = 'all' OR r.livemode = ({mode:String} = 'live'))
-                AND ({currency:String} = '' OR r.currency = {currency:String})
-                AND r.day BETWEEN toDate({since:String}) AND toDate({until:String})
-            GROUP BY currency, mode
+        f"""SELECT currency, {_mode_of("account")},
+                sumIf(amount_minor, bucket = 'referred') AS referred_minor,
+                sumIf(amount_minor, bucket = 'organic') AS organic_minor,
+                sumIf(amount_minor, bucket = 'unattributed') AS unattributed_minor,
+                sum(amount_minor) AS total_minor
+            FROM {_revenue("1")}
+            WHERE {_MODE} AND {_CURRENCY}
+            GROUP BY currency, livemode, account
+            HAVING sum(entries) > 0
             ORDER BY currency, mode
-            LIMIT {limit:UInt32}""",
+            LIMIT {{limit:UInt32}}""",
         (LIMIT, MODE, CURRENCY, SINCE, UNTIL),
     ),
     Report(
@@ -248,7 +289,7 @@ _REPORTS = (
         "customers with revenue but no attribution record yet (neither referred nor organic)",
         f"""SELECT customer_key, currency, {_MODE_NAME},
                 toString(first_paid_date) AS first_paid_date, revenue_minor
-            FROM customer_revenue
+            FROM {_CUSTOMERS}
             WHERE attribution = 'unattributed' AND {_MODE} AND {_CURRENCY}
             ORDER BY revenue_minor DESC, customer_key, currency
             LIMIT {{limit:UInt32}}""",
@@ -260,7 +301,7 @@ _REPORTS = (
         f"""SELECT customer_key, currency, {_MODE_NAME}, attribution, referral_code,
                 toString(first_paid_date) AS first_paid_date, revenue_minor,
                 referred_revenue_minor
-            FROM customer_revenue
+            FROM {_CUSTOMERS}
             WHERE {_MODE} AND {_CURRENCY} AND {_CODE}
                 AND ({{attribution:String}} = 'all' OR attribution = {{attribution:String}})
             ORDER BY revenue_minor DESC, customer_key, currency
@@ -272,8 +313,28 @@ _REPORTS = (
         "per referrer, day, currency: referred revenue, rewards, clawbacks, net",
         f"""SELECT referral_code, toString(day) AS day, currency, {_MODE_ACCOUNT},
                 referred_revenue_minor, rewards_minor, clawbacks_minor, net_minor
-            FROM (SELECT * FROM referrer_daily
-                  WHERE {_MODE} AND {_CURRENCY} AND {_CODE} AND {_DAYS})
+            FROM (
+                SELECT referral_code, day, currency, livemode, account,
+                    sum(revenue) AS referred_revenue_minor, sum(reward) AS rewards_minor,
+                    sum(clawback) AS clawbacks_minor, rewards_minor + clawbacks_minor
+                        AS net_minor
+                FROM (
+                    SELECT referral_code, day, toString(currency) AS currency, livemode,
+                        attr_account AS account, amount_minor AS revenue,
+                        toInt64(0) AS reward, toInt64(0) AS clawback, entries AS lines
+                    FROM revenue_daily
+                    WHERE bucket = 'referred' AND {_MODE} AND {_CURRENCY} AND {_CODE}
+                        AND {_DAYS}
+                    UNION ALL
+                    SELECT referral_code, day, toString(currency), livemode, account,
+                        toInt64(0), rewards_minor, clawbacks_minor,
+                        toInt64(rewards) + toInt64(clawbacks_minor != 0)
+                    FROM referrer_ledger_daily
+                    WHERE {_MODE} AND {_CURRENCY} AND {_CODE} AND {_DAYS}
+                )
+                GROUP BY referral_code, day, currency, livemode, account
+                HAVING sum(lines) > 0
+            )
             ORDER BY day, referral_code, currency, mode
             LIMIT {{limit:UInt32}}""",
         (LIMIT, MODE, CURRENCY, CODE, SINCE, UNTIL),
@@ -316,28 +377,18 @@ _REPORTS = (
                 FROM {_LEDGER}
                 WHERE {_CODE}
                 UNION ALL
-                SELECT toStartOfMonth(r.day), r.currency, r.livemode,
-                    if(a.account = '', if(r.livemode, 'live', 'test'),
-                       concat(if(r.livemode, 'live', 'test'), '@', a.account)),
-                    toInt64(0), toInt64(0), r.amount_minor, toInt64(0)
-                FROM revenue_entries AS r
-                INNER JOIN customer_referrers AS a
-                    ON r.customer_key = a.customer_key AND r.livemode = a.livemode
-                WHERE ({{referral_code:String}} = '' OR a.referral_code = {{referral_code:String}})
-                    AND r.day BETWEEN toDate({{since:String}}) AND toDate({{until:String}})
-                UNION ALL
-                SELECT toStartOfMonth(r.day), r.currency, r.livemode,
-                    if(r.account = '', if(r.livemode, 'live', 'test'),
-                       concat(if(r.livemode, 'live', 'test'), '@', r.account)),
-                    toInt64(0), toInt64(0), toInt64(0), r.amount_minor
-                FROM revenue_entries AS r
-                INNER JOIN (SELECT DISTINCT customer_key, livemode FROM attributions FINAL
-                            WHERE kind = 'organic') AS o
-                    ON r.customer_key = o.customer_key AND r.livemode = o.livemode
-                LEFT JOIN customer_referrers AS a
-                    ON r.customer_key = a.customer_key AND r.livemode = a.livemode
-                WHERE {{referral_code:String}} = '' AND a.referral_code = ''
-                    AND r.day BETWEEN toDate({{since:String}}) AND toDate({{until:String}})
+                SELECT month, currency, livemode, mode, toInt64(0), toInt64(0), referred,
+                    organic
+                FROM (
+                    SELECT month, currency, livemode,
+                        if(bucket = 'referred', attr_account, account) AS shown_account,
+                        {_mode_of("shown_account")},
+                        sumIf(amount_minor, bucket = 'referred') AS referred,
+                        sumIf(amount_minor, bucket = 'organic') AS organic
+                    FROM {_revenue(_MONTH_BUCKETS)}
+                    GROUP BY month, currency, livemode, shown_account
+                    HAVING sum(entries) > 0
+                )
             )
             WHERE {_MODE_OR_ACCOUNT} AND {_CURRENCY}
             GROUP BY month, currency, mode

@@ -16,7 +16,7 @@ from refstream.metrics import SinkMetrics, serve_sink
 from refstream.settings import Settings
 from refstream.status import group_lag
 from refstream.topics import ensure_topics
-from sinks import ledger
+from sinks import ledger, revenue_ledger
 from sinks.clickhouse import ClickHouseError, EngineBusyError, connect
 from sinks.consumer import ALL_SPECS, SinkConsumer
 from sinks.migrations import MigrationError, apply_migrations
@@ -72,6 +72,8 @@ async def serve(settings: Settings, stop: asyncio.Event, *, query_api: bool = Tr
         applied = await asyncio.to_thread(apply_migrations, client)
         # Records stored before the referrer ledger existed (once per database).
         await asyncio.to_thread(ledger.backfill, client)
+        # Stripe events and attributions stored before the revenue ledger existed.
+        await asyncio.to_thread(revenue_ledger.backfill, client)
         log.info("sink_starting", extra={"clickhouse": sink.clickhouse_target,
                                          "migrations_applied": applied})  # fmt: skip
         await ensure_topics(settings.kafka)
