@@ -203,6 +203,22 @@ _CUSTOMERS = """(
         ON c.customer_key = a.customer_key AND c.livemode = a.livemode
 )"""
 
+# Rewards and all their corrections per program by the reward's payment day, over
+# since..until: whole months from the monthly table, the days of partial months from the
+# daily one (sinks/ddl/0007_balance_ledger.sql). Columns: program_id, program_version,
+# currency, livemode, account, mode, rewards, rewards_minor, clawbacks_minor.
+_PROGRAMS = f"""(
+    SELECT program_id, program_version, toString(currency) AS currency, livemode, account,
+        {_MODE_ACCOUNT}, rewards, rewards_minor, clawbacks_minor
+    FROM program_totals_monthly
+    WHERE {_WHOLE_MONTH.format(m="month")} AND {_CODE}
+    UNION ALL
+    SELECT program_id, program_version, toString(currency), livemode, account,
+        {_MODE_ACCOUNT}, rewards, rewards_minor, clawbacks_minor
+    FROM program_totals_daily
+    WHERE {_DAYS} AND NOT {_WHOLE_MONTH.format(m="toStartOfMonth(day)")} AND {_CODE}
+)"""
+
 _REPORTS = (
     Report(
         "top_referrers_revenue",
@@ -264,10 +280,16 @@ _REPORTS = (
     Report(
         "balances",
         "balance per referrer and currency: pending, payable, paid, clawed back, net",
-        f"""SELECT referral_code, currency, {_MODE_ACCOUNT}, rewards_minor, pending_minor,
-                payable_minor, paid_minor, clawed_back_minor, earned_minor, net_minor
-            FROM referrer_balances
+        f"""SELECT referral_code, toString(currency) AS currency, {_MODE_ACCOUNT},
+                sum(rewards_minor) AS rewards_minor, sum(pending_minor) AS pending_minor,
+                sum(payable_minor) AS payable_minor, sum(paid_minor) AS paid_minor,
+                -sum(clawbacks_minor) AS clawed_back_minor,
+                rewards_minor - clawed_back_minor AS earned_minor,
+                earned_minor - paid_minor AS net_minor
+            FROM balance_totals
             WHERE {_MODE} AND {_CURRENCY} AND {_CODE}
+            GROUP BY referral_code, currency, livemode, account
+            HAVING sum(lines) > 0
             ORDER BY referral_code, currency, mode
             LIMIT {{limit:UInt32}}""",
         (LIMIT, MODE, CURRENCY, CODE),
@@ -399,23 +421,14 @@ _REPORTS = (
     Report(
         "rewards_by_program",
         "per reward program version, currency and mode: rewards, their clawbacks, net",
-        f"""SELECT program_id, program_version, currency, mode, count() AS rewards,
-                sum(reward_amount_minor) AS rewards_minor, sum(corrections) AS clawbacks_minor,
-                rewards_minor + clawbacks_minor AS net_minor
-            FROM (
-                SELECT r.program_id AS program_id, r.program_version AS program_version,
-                    toString(r.currency) AS currency, r.livemode AS livemode,
-                    r.account AS account, {_MODE_ACCOUNT}, r.reward_amount_minor
-                        AS reward_amount_minor, c.corrections AS corrections
-                FROM rewards AS r FINAL
-                LEFT JOIN (SELECT reward_id, sum(signed_amount_minor) AS corrections
-                           FROM clawbacks FINAL GROUP BY reward_id) AS c
-                    ON r.reward_id = c.reward_id
-                WHERE {_CODE} AND toDate(r.paid_at) BETWEEN toDate({{since:String}})
-                    AND toDate({{until:String}})
-            )
+        f"""SELECT program_id, program_version, currency, mode,
+                toUInt64(sum(rewards)) AS rewards, sum(rewards_minor) AS rewards_minor,
+                sum(clawbacks_minor) AS clawbacks_minor, rewards_minor + clawbacks_minor
+                    AS net_minor
+            FROM {_PROGRAMS}
             WHERE {_MODE_OR_ACCOUNT} AND {_CURRENCY}
             GROUP BY program_id, program_version, currency, mode
+            HAVING rewards != 0
             ORDER BY program_id, program_version, currency, mode
             LIMIT {{limit:UInt32}}""",
         (LIMIT, MODE_ACCOUNT, CURRENCY, CODE, SINCE, UNTIL),

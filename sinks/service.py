@@ -16,7 +16,7 @@ from refstream.metrics import SinkMetrics, serve_sink
 from refstream.settings import Settings
 from refstream.status import group_lag
 from refstream.topics import ensure_topics
-from sinks import ledger, revenue_ledger
+from sinks import balance_ledger, ledger, revenue_ledger
 from sinks.clickhouse import ClickHouseError, EngineBusyError, connect
 from sinks.consumer import ALL_SPECS, SinkConsumer
 from sinks.migrations import MigrationError, apply_migrations
@@ -74,6 +74,8 @@ async def serve(settings: Settings, stop: asyncio.Event, *, query_api: bool = Tr
         await asyncio.to_thread(ledger.backfill, client)
         # Stripe events and attributions stored before the revenue ledger existed.
         await asyncio.to_thread(revenue_ledger.backfill, client)
+        # Rewards, statuses and clawbacks stored before the balance ledger existed (likewise).
+        await asyncio.to_thread(balance_ledger.backfill, client)
         log.info("sink_starting", extra={"clickhouse": sink.clickhouse_target,
                                          "migrations_applied": applied})  # fmt: skip
         await ensure_topics(settings.kafka)
