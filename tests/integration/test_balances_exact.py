@@ -64,7 +64,7 @@ def _transitions(rng: random.Random, reward: dict[str, Any]) -> list[dict[str, A
     return out
 
 
-def stream(seed: int, rewards: int = 160) -> Stream:
+def stream(seed: int, rewards: int = 100) -> Stream:
     """Rewards (some revised), their transitions and corrections (cancel and
     negative_balance clawbacks, reinstatements), some for rewards that never arrive,
     payouts, over referrers, currencies, modes, accounts, programs and months, shuffled
@@ -90,8 +90,8 @@ def stream(seed: int, rewards: int = 160) -> Stream:
                 out.append((REWARDS, dict(reward, revision=1, charge_id=f"ch_{i}")))
         out += [(STATUSES, status) for status in _transitions(rng, reward)]
         for n in range(rng.choice([0, 0, 1, 1, 2, 3])):
-            correction = {key: reward[key] for key in
-                          ("reward_id", "referral_code", "currency", "livemode", "account")}  # fmt: skip
+            keys = ("reward_id", "referral_code", "currency", "livemode", "account")
+            correction = {key: reward[key] for key in keys}
             out.append((CLAWBACKS, dict(
                 claw, clawback_id=f"cb_{i}_{n}", **correction,
                 kind=rng.choice(["clawback", "clawback", "reinstatement"]),
@@ -106,27 +106,27 @@ def stream(seed: int, rewards: int = 160) -> Stream:
     return out
 
 
-@pytest.mark.parametrize(("seed", "avro"), [(1, False), (2, True), (3, False), (4, True)])
+@pytest.mark.parametrize(("seed", "avro"), [(1, False), (2, True)])
 def test_balances_and_programs_stay_exact(client: Client, seed: int, avro: bool) -> None:
     records = stream(seed)
     rng = random.Random(seed)
     cut = len(records) // 2
 
     # The first half, then the same windows again (a retried batch).
-    write(client, records[:cut], 0, 23, avro=avro)
+    write(client, records[:cut], 0, 41, avro=avro)
     assert_exact(client)
-    write(client, records[:cut], 0, 23, avro=avro)
+    write(client, records[:cut], 0, 41, avro=avro)
     assert_exact(client)
 
     # A crash between the table write and the count of the second half; the restarted
     # sink reads it in other windows, decoded the other way.
-    write(client, records, cut, 40, ledger_too=False, avro=avro)
-    write(client, records, cut, 17, avro=not avro)
+    write(client, records, cut, 70, ledger_too=False, avro=avro)
+    write(client, records, cut, 29, avro=not avro)
     assert_exact(client)
 
     # A worker re-emits a random tenth of everything, in later windows and another order.
     again = rng.sample(records, len(records) // 10)
-    write(client, again, 0, 9, avro=avro)
+    write(client, again, 0, 13, avro=avro)
     assert_exact(client)
 
     # Nothing was merged away, and the report rows are not all zero.
@@ -140,12 +140,12 @@ def test_every_status_and_clawback_before_its_reward(client: Client) -> None:
     """The other topics are written first, the rewards last: they wait in the states."""
     records = stream(5)
     first = [item for item in records if item[0] is not REWARDS]
-    write(client, first + [item for item in records if item[0] is REWARDS], 0, 31)
+    write(client, first + [item for item in records if item[0] is REWARDS], 0, 60)
     assert_exact(client)
 
 
 def test_a_window_written_one_record_at_a_time_equals_one_window(client: Client) -> None:
-    records = stream(6, rewards=40)
+    records = stream(6, rewards=8)
     write(client, records, 0, 1)
     assert_exact(client)
     write(client, records, 0, len(records), avro=True)  # everything again, in one window
@@ -154,7 +154,7 @@ def test_a_window_written_one_record_at_a_time_equals_one_window(client: Client)
 
 def test_an_existing_deployment_is_counted_once_at_start(client: Client) -> None:
     records = stream(7)
-    write(client, records, 0, 30, ledger_too=False)  # stored before the ledgers existed
+    write(client, records, 0, 60, ledger_too=False)  # stored before the ledgers existed
     assert run_report(client, "balances", LIMITS).rows == []
     assert ledger.backfill(client)
     assert balance_ledger.backfill(client)
@@ -163,5 +163,5 @@ def test_an_existing_deployment_is_counted_once_at_start(client: Client) -> None
     client.command("DELETE FROM ledger_counted WHERE record_key = 'backfill:0007'")
     assert balance_ledger.backfill(client)  # nor does a backfill cut short before its marker
     assert_exact(client)
-    write(client, records, 0, 30)  # nor does the stream read once more
+    write(client, records, 0, 60)  # nor does the stream read once more
     assert_exact(client)

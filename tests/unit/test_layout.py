@@ -20,6 +20,7 @@ def test_the_pure_packages_load_without_kafka_settings_or_the_worker() -> None:
     ]
     assert "streams.ledger.customer_ledger" in modules and len(modules) > 20
     assert "sinks.revenue.windows" in modules
+    modules.append("sinks.balance_core")  # the balance ledger's decisions
     probe = (
         "import importlib, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"
