@@ -19,7 +19,8 @@ Nothing here does I/O or imports ClickHouse, Kafka or the settings (tests/unit/t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import NamedTuple
 
 # The reference's order of statuses at the same effective_at (sinks/ddl/0003,
 # reward_states); any other status ranks after them. payout_rejected is not a status.
@@ -29,8 +30,7 @@ IGNORED_STATUS = "payout_rejected"
 CANCEL_MODE = "cancel"
 
 
-@dataclass(frozen=True, slots=True)
-class RewardFacts:
+class RewardFacts(NamedTuple):
     """What the balances need of a reward record (any revision: money never changes)."""
 
     reward_id: str
@@ -46,8 +46,7 @@ class RewardFacts:
     revision: int
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """A status record: the reward's status from `effective_at` (unix seconds) on."""
 
     reward_id: str
@@ -55,8 +54,7 @@ class Transition:
     effective_at: int
 
 
-@dataclass(frozen=True, slots=True)
-class ClawbackFacts:
+class ClawbackFacts(NamedTuple):
     """A clawback (signed_minor < 0) or reinstatement (> 0) of a reward."""
 
     clawback_id: str
@@ -75,8 +73,9 @@ class ClawbackFacts:
 StatusKey = tuple[int, int, str]
 
 
-@dataclass(frozen=True, slots=True)
-class RewardState:
+class RewardState(NamedTuple):
+    """A reward's sufficient statistics (a tuple: the sink makes one per touched reward)."""
+
     reward_id: str
     reward: RewardFacts | None = None
     latest: StatusKey | None = None
@@ -95,7 +94,7 @@ class RewardState:
         # Revisions differ only in payment ids; the highest one is what the table shows.
         if self.reward is not None and self.reward.revision >= facts.revision:
             return self
-        return replace(self, reward=facts)
+        return self._replace(reward=facts)
 
     def with_transition(self, status: str, effective_at: int) -> RewardState:
         if status == IGNORED_STATUS:
@@ -103,14 +102,13 @@ class RewardState:
         key = (effective_at, _RANK.get(status, _OTHER_RANK), status)
         if self.latest is not None and self.latest >= key:
             return self
-        return replace(self, latest=key)
+        return self._replace(latest=key)
 
     def with_clawback(self, clawback: ClawbackFacts) -> RewardState:
         if clawback.clawback_id in self.clawback_ids:
             return self
         cancelled = clawback.signed_minor if clawback.mode == CANCEL_MODE else 0
-        return replace(
-            self,
+        return self._replace(
             clawback_ids=tuple(sorted((*self.clawback_ids, clawback.clawback_id))),
             cancelled_minor=self.cancelled_minor + cancelled,
             corrections_minor=self.corrections_minor + clawback.signed_minor,
@@ -123,11 +121,12 @@ BalanceKey = tuple[str, str, bool, str]
 BALANCE_FIELDS = ("lines", "rewards_minor", "pending_minor", "payable_minor", "paid_minor",
                   "clawbacks_minor")  # fmt: skip
 # program totals: (program_id, program_version, currency, livemode, account, referral_code,
-#   paid_at) -> (rewards, rewards_minor, clawbacks_minor); paid_at is turned into the day
-#   and month by the table's views.
+#   the start of the reward's payment day in unix seconds) ->
+#   (rewards, rewards_minor, clawbacks_minor); the table's views make the day and month.
 ProgramKey = tuple[str, int, str, bool, str, str, int]
 PROGRAM_FIELDS = ("rewards", "rewards_minor", "clawbacks_minor")
 _STATUS_COLUMN = {"pending": 2, "payable": 3, "paid": 4}
+_DAY_S = 86_400
 
 
 def _add(into: dict, key: object, values: Iterable[int], sign: int) -> None:
@@ -148,8 +147,9 @@ def _contribute(state: RewardState, balances: dict, programs: dict, sign: int) -
         line[column] = facts.amount_minor + state.cancelled_minor  # the standing amount
     key = (facts.referral_code, facts.currency, facts.livemode, facts.account)
     _add(balances, key, line, sign)
+    day = facts.paid_at - facts.paid_at % _DAY_S
     program = (facts.program_id, facts.program_version, facts.currency, facts.livemode,
-               facts.account, facts.referral_code, facts.paid_at)  # fmt: skip
+               facts.account, facts.referral_code, day)  # fmt: skip
     _add(programs, program, (1, facts.amount_minor, state.corrections_minor), sign)
 
 

@@ -77,20 +77,17 @@ _CLAWBACK_FIELDS = ("clawback_id", "reward_id", "mode", "signed_amount_minor",
 _R = _positions(rewards.SPEC, *_REWARD_FIELDS)
 _S = _positions(reward_status.SPEC, *_STATUS_FIELDS)
 _C = _positions(clawbacks.SPEC, *_CLAWBACK_FIELDS)
-
-
-def _reward(values: Sequence[Any]) -> RewardFacts:
-    return RewardFacts(*values)
+_FACTS = {"rewards": RewardFacts, "transitions": Transition, "clawbacks": ClawbackFacts}
 
 
 def _facts(table: str, rows: Iterable[Row]) -> dict[str, list[Any]]:
     """Step 1 for decoded rows: the facts of each accepted row of `table`."""
     if table == rewards.SPEC.table:
-        return {"rewards": [_reward([row[i] for i in _R]) for row in rows]}
+        return {"rewards": [RewardFacts(*[row[i] for i in _R]) for row in rows]}
     if table == reward_status.SPEC.table:
-        return {"transitions": [Transition(*(row[i] for i in _S)) for row in rows]}
+        return {"transitions": [Transition(*[row[i] for i in _S]) for row in rows]}
     if table == clawbacks.SPEC.table:
-        return {"clawbacks": [ClawbackFacts(*(row[i] for i in _C)) for row in rows]}
+        return {"clawbacks": [ClawbackFacts(*[row[i] for i in _C]) for row in rows]}
     raise ValueError(f"{table} does not feed the balances")
 
 
@@ -102,16 +99,19 @@ def follows_table(table: str) -> bool:
     return table in FOLLOWED
 
 
+# The state columns as read back, the payment time as unix seconds.
+_STATE_SELECT = ", ".join(
+    "toUnixTimestamp({p}paid_at)" if c == "paid_at" else "{p}" + c for c in _STATE_COLUMNS
+)
+
 # A window ClickHouse decodes itself has no rows in Python: its container goes to a scratch
-# table (the columns below, a Memory table emptied first) and is read back.
+# table (the columns below, a Memory table emptied first) and is read back together with
+# the stored states of its rewards (a direct join: a key lookup per record).
 NATIVE_SCRATCH: dict[str, tuple[str, tuple[str, ...], str]] = {
-    rewards.SPEC.table: (
-        "balance_scratch_rewards",
-        _REWARD_FIELDS,
-        "rewards",
-    ),
+    rewards.SPEC.table: ("balance_scratch_rewards", _REWARD_FIELDS, "rewards"),
     reward_status.SPEC.table: ("balance_scratch_status", _STATUS_FIELDS, "transitions"),
 }
+_JOIN_SETTINGS = {"join_algorithm": "direct", "join_use_nulls": 0}
 
 
 def scratch_table(table: str) -> tuple[str, tuple[str, ...]]:
@@ -123,19 +123,20 @@ def clear_scratch(client: Client, table: str) -> None:
     client.command(f"TRUNCATE TABLE {NATIVE_SCRATCH[table][0]}")
 
 
-def read_scratch(client: Client, table: str) -> dict[str, list[Any]]:
-    """Step 1 for a window ClickHouse decoded: the facts of the container just inserted
-    into the scratch table."""
-    name, columns, kind = NATIVE_SCRATCH[table]
-    result = client.query(f"SELECT {', '.join(columns)} FROM {name}")  # noqa: S608 - constants
-    if kind == "rewards":
-        return {"rewards": [_reward(row) for row in result.result_rows]}
-    return {"transitions": [Transition(*row) for row in result.result_rows]}
-
-
 def count_scratch(client: Client, table: str) -> Update:
-    """Steps 1-4 for a window of `table` ClickHouse decoded into its scratch table."""
-    return apply(client, read_scratch(client, table))
+    """Steps 1-4 for a window of `table` ClickHouse decoded into its scratch table: its
+    facts, then the stored states of their rewards (a direct join: a key lookup each; most
+    rewards of a window have none yet, so only the found ones come back)."""
+    name, columns, kind = NATIVE_SCRATCH[table]
+    rows = client.query(f"SELECT {', '.join(columns)} FROM {name}").result_rows  # noqa: S608
+    found = client.query(
+        f"SELECT {_STATE_SELECT.format(p='s.')} FROM {name} AS n "  # noqa: S608
+        "INNER JOIN balance_reward_states AS s ON n.reward_id = s.reward_id",
+        settings=_JOIN_SETTINGS,
+    ).result_rows
+    make = _FACTS[kind]
+    states = {row[0]: _state(row) for row in found}
+    return apply(client, {kind: [make(*row) for row in rows]}, states)
 
 
 def _state(row: Sequence[Any]) -> RewardState:
@@ -152,13 +153,10 @@ def _state(row: Sequence[Any]) -> RewardState:
 
 def load_states(client: Client, reward_ids: Sequence[str]) -> dict[str, RewardState]:
     """Step 2: the stored states of `reward_ids` (the ones that have one)."""
-    columns = ", ".join(
-        "toUnixTimestamp(paid_at)" if column == "paid_at" else column for column in _STATE_COLUMNS
-    )
     found: dict[str, RewardState] = {}
     for start in range(0, len(reward_ids), _LOOKUP_CHUNK):
         result = client.query(
-            f"SELECT {columns} FROM balance_reward_states "  # noqa: S608 - constants only
+            f"SELECT {_STATE_SELECT.format(p='')} FROM balance_reward_states "  # noqa: S608
             "WHERE reward_id IN {ids:Array(String)}",
             parameters={"ids": list(reward_ids[start : start + _LOOKUP_CHUNK])},
         )
@@ -167,47 +165,76 @@ def load_states(client: Client, reward_ids: Sequence[str]) -> dict[str, RewardSt
     return found
 
 
-_NO_TOTALS = (0,) * len(_TOTAL_COLUMNS)
+_NO_REWARD = RewardFacts("", "", "", False, "", 0, "", "", 0, 0, 0)
 
 
-def lines(change: Update) -> list[tuple[Any, ...]]:
-    """The rows of `balance_lines` for an update: states, then total changes."""
-    out: list[tuple[Any, ...]] = []
-    for state in change.states:
-        facts = state.reward
-        reward = (
-            (True, facts.referral_code, facts.currency, facts.livemode, facts.account,
-             facts.amount_minor, facts.emission_status, facts.program_id,
-             facts.program_version, facts.paid_at, facts.revision)
-            if facts is not None
-            else (False, "", "", False, "", 0, "", "", 0, 0, 0)
-        )  # fmt: skip
-        status_at, rank, status = state.latest if state.latest is not None else (0, 0, "")
-        out.append(("state", state.reward_id, *reward, status, status_at, rank,
-                    list(state.clawback_ids), state.cancelled_minor, state.corrections_minor,
-                    *_NO_TOTALS))  # fmt: skip
-    for (code, currency, livemode, account), v in change.balances.items():
-        out.append(("balance", "", False, code, currency, livemode, account, 0, "", "", 0, 0,
-                    0, "", 0, 0, [], 0, 0,
-                    v[0], 0, v[1], v[2], v[3], v[4], v[5]))  # fmt: skip
-    for key, v in change.programs.items():
-        program_id, version, currency, livemode, account, code, paid_at = key
-        out.append(("program", "", False, code, currency, livemode, account, 0, "", program_id,
-                    version, paid_at, 0, "", 0, 0, [], 0, 0,
-                    0, v[0], v[1], 0, 0, 0, v[2]))  # fmt: skip
-    return out
+def line_columns(change: Update) -> list[list[Any]]:
+    """The columns of the `balance_lines` rows of an update (LINE_COLUMNS order): the new
+    states, then the changes of balance totals, then of program totals."""
+    states = change.states
+    facts = [state.reward or _NO_REWARD for state in states]
+    latest = [state.latest or (0, 0, "") for state in states]
+    balances = list(change.balances.items())
+    programs = list(change.programs.items())
+    n_b, n_p = len(balances), len(programs)
+
+    def column(from_state: list[Any], balance: Any, program: Any) -> list[Any]:
+        return [*from_state, *balance, *program]
+
+    zero_b, zero_p = [0] * n_b, [0] * n_p
+    text_b, text_p = [""] * n_b, [""] * n_p
+    p_key = [key for key, _ in programs]
+    b_key = [key for key, _ in balances]
+    p_val = [values for _, values in programs]
+    b_val = [values for _, values in balances]
+    return [
+        column(["state"] * len(states), ["balance"] * n_b, ["program"] * n_p),
+        column([state.reward_id for state in states], text_b, text_p),
+        column([state.reward is not None for state in states], [False] * n_b, [False] * n_p),
+        column([f.referral_code for f in facts], [k[0] for k in b_key], [k[5] for k in p_key]),
+        column([f.currency for f in facts], [k[1] for k in b_key], [k[2] for k in p_key]),
+        column([f.livemode for f in facts], [k[2] for k in b_key], [k[3] for k in p_key]),
+        column([f.account for f in facts], [k[3] for k in b_key], [k[4] for k in p_key]),
+        column([f.amount_minor for f in facts], zero_b, zero_p),
+        column([f.emission_status for f in facts], text_b, text_p),
+        column([f.program_id for f in facts], text_b, [k[0] for k in p_key]),
+        column([f.program_version for f in facts], zero_b, [k[1] for k in p_key]),
+        column([f.paid_at for f in facts], zero_b, [k[6] for k in p_key]),
+        column([f.revision for f in facts], zero_b, zero_p),
+        column([key[2] for key in latest], text_b, text_p),
+        column([key[0] for key in latest], zero_b, zero_p),
+        column([key[1] for key in latest], zero_b, zero_p),
+        column([list(state.clawback_ids) for state in states], [[]] * n_b, [[]] * n_p),
+        column([state.cancelled_minor for state in states], zero_b, zero_p),
+        column([state.corrections_minor for state in states], zero_b, zero_p),
+        # lines, rewards, rewards_minor, pending, payable, paid, clawbacks
+        column([0] * len(states), [v[0] for v in b_val], zero_p),
+        column([0] * len(states), zero_b, [v[0] for v in p_val]),
+        column([0] * len(states), [v[1] for v in b_val], [v[1] for v in p_val]),
+        column([0] * len(states), [v[2] for v in b_val], zero_p),
+        column([0] * len(states), [v[3] for v in b_val], zero_p),
+        column([0] * len(states), [v[4] for v in b_val], zero_p),
+        column([0] * len(states), [v[5] for v in b_val], [v[2] for v in p_val]),
+    ]
 
 
-def apply(client: Client, facts: dict[str, list[Any]]) -> Update:
-    """Steps 2-4 for the facts of one window (or one backfill chunk)."""
-    ids = sorted({item.reward_id for items in facts.values() for item in items})
-    if not ids:
-        return Update([], {}, {})
-    change = update(load_states(client, ids), **facts)
+def apply(
+    client: Client,
+    facts: dict[str, list[Any]],
+    states: dict[str, RewardState] | None = None,
+) -> Update:
+    """Steps 2-4 for the facts of one window (or one backfill chunk); `states`: the stored
+    states of their rewards when the caller read them already."""
+    if states is None:
+        ids = sorted({item.reward_id for items in facts.values() for item in items})
+        if not ids:
+            return Update([], {}, {})
+        states = load_states(client, ids)
+    change = update(states, **facts)
     if not change.empty:
         client.insert(
-            "balance_lines", lines(change), column_names=list(LINE_COLUMNS),
-            settings=LINES_SETTINGS,
+            "balance_lines", line_columns(change), column_names=list(LINE_COLUMNS),
+            column_oriented=True, settings=LINES_SETTINGS,
         )  # fmt: skip
     return change
 
@@ -257,12 +284,7 @@ def backfill(client: Client) -> bool:
         for kind, query in _BACKFILL_QUERIES.items():
             sql = query.format(columns=_BACKFILL_COLUMNS[kind], bucket=where)
             rows = client.query(sql).result_rows  # constants and integers only
-            if kind == "rewards":
-                facts[kind] = [_reward(row) for row in rows]
-            elif kind == "transitions":
-                facts[kind] = [Transition(*row) for row in rows]
-            else:
-                facts[kind] = [ClawbackFacts(*row) for row in rows]
+            facts[kind] = [_FACTS[kind](*row) for row in rows]
         apply(client, facts)
     client.insert("ledger_counted", [[BACKFILLED_KEY]], column_names=["record_key"])
     return True

@@ -26,7 +26,7 @@ def reward(n: int, revision: int = 0) -> RewardFacts:
     return RewardFacts(
         f"rw_{n}", f"code_{n % 3}", ("usd", "eur")[n % 2], n % 4 < 2, ("", "acct_1")[n % 5 == 0],
         100 * (n + 1), ("pending", "payable")[n % 2], ("default", "boost")[n % 2], 1 + n % 2,
-        1_772_323_200 + n * 86_400, revision,
+        1_772_323_200 + n * 86_400 + n * 3_600, revision,
     )  # fmt: skip
 
 
@@ -72,7 +72,7 @@ def expected(items: list[Record]) -> tuple[dict, dict]:
         if status in ("pending", "payable", "paid"):
             line[2 + ("pending", "payable", "paid").index(status)] += standing
         key = (r.program_id, r.program_version, r.currency, r.livemode, r.account,
-               r.referral_code, r.paid_at)  # fmt: skip
+               r.referral_code, r.paid_at - r.paid_at % 86_400)  # fmt: skip
         program = programs[key]
         program[0] += 1
         program[1] += r.amount_minor
