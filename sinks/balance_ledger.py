@@ -1,8 +1,8 @@
 """Balances and rewards per program kept current by the sink: the I/O of the balance ledger.
 
 Protocol, per window of the rewards, reward_status or clawbacks topic (sinks/ledger_sink.py
-calls `count` or `count_native` after the window's base-table insert, before the offset
-commit):
+calls `count`, or `count_scratch` for a window ClickHouse decoded, after the window's
+base-table insert, before the offset commit):
 
 1. The window's accepted records, as the facts sinks/balance_core.py needs (from the rows,
    or for a window ClickHouse decoded, read back from a scratch table its container went
