@@ -34,9 +34,10 @@ Commit protocol (the body repeats these as `# Step N` comments):
    while the next window is written.
 6. On a write error: forget the partition's open and taken windows (none of its later
    records is written ahead of the failed window) and pause the partition; the others go
-   on (one broken table does not stop the rest). After an exponential backoff, rewind it to its committed offset and resume:
-   its records are read again, never dropped, and no offset is committed past an
-   unwritten one. Polling goes on meanwhile, which keeps the group membership.
+   on (one broken table does not stop the rest). After an exponential backoff, rewind it
+   to its committed offset and resume: its records are read again, never dropped, and no
+   offset is committed past an unwritten one. Polling goes on meanwhile, which keeps the
+   group membership.
 7. On a rebalance: forget the open and taken windows and pauses (their records return
    with the partition to whoever owns it next) and ignore records polled before it; a
    window being written then is not committed.
