@@ -34,12 +34,14 @@ Commit protocol (the body repeats these as `# Step N` comments):
    while the next window is written.
 6. On a write error: forget the partition's open and taken windows (none of its later
    records is written ahead of the failed window) and pause the partition; the others go
-   on (one broken table does not stop the rest). After an exponential backoff, rewind it to its committed offset and resume:
-   its records are read again, never dropped, and no offset is committed past an
-   unwritten one. Polling goes on meanwhile, which keeps the group membership.
+   on (one broken table does not stop the rest). After an exponential backoff, rewind it
+   to its committed offset and resume: its records are read again, never dropped, and no
+   offset is committed past an unwritten one. Polling goes on meanwhile, which keeps the
+   group membership.
 7. On a rebalance: forget the open and taken windows and pauses (their records return
    with the partition to whoever owns it next) and ignore records polled before it; a
-   window being written then is not committed.
+   window being written then is not committed, and the revocation waits for its write
+   and for the commit under way (the next owner never writes alongside this process).
 
 Exactness does not rest on the token alone: a record re-emitted upstream lands in another
 window (another token), and a crash between two tables' writes of one window leaves one of
@@ -144,8 +146,10 @@ class _Rebalance(ConsumerRebalanceListener):
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        # Step 7: whatever is open or paused belongs to the previous assignment.
+        # Step 7: whatever is open or paused belongs to the previous assignment; the
+        # rebalance goes on only once the write and commit under way ended.
         self.owner.forget_everything("rebalance")
+        await self.owner.settle_in_flight()
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         log.info("sink_partitions_assigned", extra={"partitions": len(assigned)})
@@ -222,6 +226,14 @@ class SinkConsumer:
         self._open.clear()
         self._taken.clear()  # a window being written finishes, but is not committed
         self._paused.clear()
+
+    async def settle_in_flight(self) -> None:
+        """Wait for the window being written and the commit under way, if any (step 7): a
+        partition's next owner never writes while this process still writes it."""
+        while self._writing is not None:
+            self._progress.clear()
+            await self._progress.wait()
+        await self._settle_commit()
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(

@@ -38,29 +38,37 @@ def rewards(first: int, n: int) -> list[tuple[bytes, bytes]]:
 
 
 class Writes:
-    """Wraps a consumer's window write: records each window's span, how many writes ran at
+    """Wraps consumers' window writes: records each window's span, how many writes ran at
     once, and runs `before(span)` in the writer's thread ahead of each write."""
 
     def __init__(self, consumer: SinkConsumer, before: Callable[[Window], None]) -> None:
         self.spans: list[Window] = []
+        self.events: list[tuple[str, int]] = []  # ("start" | "end", id of the consumer)
         self.most_at_once = 0
         self._running = 0
         self._lock = threading.Lock()
         self._before = before
-        self._write = consumer._write
-        consumer._write = self  # type: ignore[method-assign]
+        self.also(consumer)
 
-    def __call__(self, window: Any) -> None:
-        with self._lock:
-            self._running += 1
-            self.most_at_once = max(self.most_at_once, self._running)
-            self.spans.append(window.span)
-        try:
-            self._before(window.span)
-            self._write(window)
-        finally:
+    def also(self, consumer: SinkConsumer) -> None:
+        """Counts `consumer`'s writes too (with the same `before`)."""
+        write = consumer._write
+
+        def counted(window: Any) -> None:
             with self._lock:
-                self._running -= 1
+                self._running += 1
+                self.most_at_once = max(self.most_at_once, self._running)
+                self.spans.append(window.span)
+                self.events.append(("start", id(consumer)))
+            try:
+                self._before(window.span)
+                write(window)
+            finally:
+                with self._lock:
+                    self._running -= 1
+                    self.events.append(("end", id(consumer)))
+
+        consumer._write = counted  # type: ignore[method-assign]
 
 
 @pytest.fixture
@@ -167,3 +175,41 @@ async def test_a_failed_window_holds_back_its_partitions_later_records(
     assert contiguous(writes.spans[1:], offsets[0], offsets[-1])
     assert writes.most_at_once == 1
     assert stored(client) == (12, 12, 12)
+
+
+async def test_a_rebalance_waits_for_the_write_under_way(
+    kafka_settings: KafkaSettings, settings: SinkSettings, client: Client
+) -> None:
+    # Records on every partition: whichever half the second consumer gets holds some.
+    offsets = {}
+    for partition in range(kafka_settings.events_partitions):
+        offsets[partition] = await poison.produce_to_partition(
+            kafka_settings, REWARDS_TOPIC, partition, rewards(partition * 3, 3)
+        )
+    release = threading.Event()
+    first = SinkConsumer(kafka_settings, settings, client, specs=[REWARDS])
+    writes = Writes(first, lambda span: None if writes.spans[1:] else release.wait(60))
+    second = SinkConsumer(kafka_settings, settings, client, specs=[REWARDS])
+    writes.also(second)  # one count across both
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(first.run(stop))]
+    try:
+        await until(lambda: bool(writes.spans), "the first write")
+        generation = first._generation
+        tasks.append(asyncio.create_task(second.run(stop)))
+        await until(lambda: first._generation != generation, "the first consumer's revocation")
+        # The held write keeps the rebalance from ending: the second consumer writes nothing
+        # while it lasts (without the wait it would write its partitions' windows now).
+        await asyncio.sleep(3)
+        assert len(writes.spans) == 1
+        release.set()
+        await check.wait_caught_up(kafka_settings, settings.group_id, first.topics)
+    finally:
+        release.set()
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    # The second consumer's first write began after the first one's held write ended.
+    assert writes.events[:2] == [("start", id(first)), ("end", id(first))]
+    assert ("start", id(second)) in writes.events[2:]  # it did get partitions
+    total = sum(len(o) for o in offsets.values())
+    assert stored(client)[0] == total
