@@ -11,9 +11,10 @@ base-table insert, before the offset commit):
    (EmbeddedRocksDB: a point lookup per reward, as fast at 25 million rewards as at 25
    thousand).
 3. Compute the new states and the changes of the totals (pure, sinks/balance_core.py).
-4. Insert the changed states and the changes in ONE insert into `balance_lines` (Null);
-   its views upsert the states and add the changes to `balance_totals` and
-   `program_totals_daily`/`_monthly` (SummingMergeTree, read without FINAL).
+4. Write the changed states and the changes to `balance_lines` (Null) in one
+   all-or-nothing write (staged, then applied: sinks/fanout.py); its views upsert the
+   states and add the changes to `balance_totals` and `program_totals_daily`/`_monthly`
+   (SummingMergeTree, read without FINAL).
 
 Why this is exact: a state applies each record idempotently and in any order, and the
 changes written are new contribution minus old, in the same insert as the new state. A
@@ -26,9 +27,10 @@ then adds everything at once.
 Limits, written down: steps 2-4 rely on one writer per database whose windows are written
 one at a time across all topics (the sink's loop awaits each write: sinks/consumer.py), so
 no two windows touching one reward interleave; with a ClickHouse server run one sink
-process per database (as for the referrer ledger, sinks/ledger.py). A crash inside the one
-`balance_lines` INSERT, between its views, is the remaining gap (ClickHouse does not make
-views of one insert atomic); a crash between statements, where a SIGKILL lands, is covered.
+process per database (as for the referrer ledger, sinks/ledger.py). ClickHouse does not
+make the views of one insert atomic: a write cut short between them is applied again
+before the next lookup of states (sinks/fanout.py), so no window is computed from states
+whose totals were not written.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from sinks import clawbacks, reward_status, rewards
+from sinks import clawbacks, fanout, reward_status, rewards
 from sinks.balance_core import (
     ClawbackFacts,
     RewardFacts,
@@ -62,6 +64,7 @@ LINE_COLUMNS = ("line", *_STATE_COLUMNS, *_TOTAL_COLUMNS)
 _LOOKUP_CHUNK = 20_000
 # The views of `balance_lines` (four targets) run side by side, as the ledger's do.
 LINES_SETTINGS = {"parallel_view_processing": 1}
+LINES_TABLE = "balance_lines"
 
 
 def _positions(spec: TableSpec, *names: str) -> tuple[int, ...]:
@@ -128,6 +131,7 @@ def count_scratch(client: Client, table: str) -> Update:
     facts, then the stored states of their rewards (a direct join: a key lookup each; most
     rewards of a window have none yet, so only the found ones come back)."""
     name, columns, kind = NATIVE_SCRATCH[table]
+    fanout.ready(client, LINES_TABLE)
     rows = client.query(f"SELECT {', '.join(columns)} FROM {name}").result_rows  # noqa: S608
     found = client.query(
         f"SELECT {_STATE_SELECT.format(p='s.')} FROM {name} AS n "  # noqa: S608
@@ -226,16 +230,15 @@ def apply(
     """Steps 2-4 for the facts of one window (or one backfill chunk); `states`: the stored
     states of their rewards when the caller read them already."""
     if states is None:
+        fanout.ready(client, LINES_TABLE)
         ids = sorted({item.reward_id for items in facts.values() for item in items})
         if not ids:
             return Update([], {}, {})
         states = load_states(client, ids)
     change = update(states, **facts)
     if not change.empty:
-        client.insert(
-            "balance_lines", line_columns(change), column_names=list(LINE_COLUMNS),
-            column_oriented=True, settings=LINES_SETTINGS,
-        )  # fmt: skip
+        fanout.write(client, LINES_TABLE, LINE_COLUMNS, line_columns(change),
+                     column_oriented=True, settings=LINES_SETTINGS)  # fmt: skip
     return change
 
 
@@ -276,6 +279,7 @@ def backfill(client: Client) -> bool:
     ).result_rows[0][0]
     if marker:
         return False
+    fanout.ready(client, LINES_TABLE)
     stored = client.query("SELECT count() FROM rewards").result_rows[0][0]
     buckets = max(1, -(-int(stored) // _BACKFILL_BUCKET_ROWS))
     for bucket in range(buckets):

@@ -7,20 +7,22 @@ calls `count` after the window's base-table insert, before the offset commit):
    repeated id in the window).
 2. Look the ids up in `ledger_counted` (EmbeddedRocksDB: a point lookup per id, as fast
    at 25 million counted records as at 25 thousand).
-3. Insert the lines whose id is not there into `ledger_lines` in one INSERT; its
-   materialized views add the amounts to `referrer_ledger_daily` and `_monthly`, the lines
-   to `referrer_statement_lines` and the ids to `ledger_counted`.
+3. Write the lines whose id is not there to `ledger_lines` (staged, then applied as one
+   all-or-nothing write: sinks/fanout.py); its materialized views add the amounts to
+   `referrer_ledger_daily` and `_monthly`, the lines to `referrer_statement_lines` and the
+   ids to `ledger_counted`.
 
-Why this is exact: an id is counted only when `ledger_counted` lacks it, and the INSERT
-that counts it also records it. A window read again after a crash (before or after step
-3, with the same or with other boundaries) and a record re-emitted in any later window
-find their ids recorded and add nothing; a crash before step 3 left nothing to undo. The
-reports sum the monthly and daily tables, whose size depends on referrers and months or
-days, not on how many records were counted, and need no FINAL.
+Why this is exact: an id is counted only when `ledger_counted` lacks it, and the write
+that counts it also records it; a write cut short between its views (a crash, an error)
+is applied again before the next lookup, and the targets that took it drop it. A window
+read again after a crash (before or after step 3, with the same or with other
+boundaries) and a record re-emitted in any later window find their ids recorded and add
+nothing; a crash before step 3 left nothing to undo. The reports sum the monthly and daily
+tables, whose size depends on referrers and months or days, not on how many records were
+counted, and need no FINAL.
 
-A window ClickHouse decodes itself (sinks/native_avro.py) takes the same three steps in
-one INSERT of its Avro container into `ledger_rewards_in` (NATIVE_INPUTS): the view there
-turns the records into lines, drops repeated and counted ids, and feeds `ledger_lines`.
+A window ClickHouse decoded itself (sinks/native_avro.py) takes the same three steps in
+SQL (`count_scratch`), from the copy of it in the balance ledger's scratch table.
 
 Limits, written down: the lookup-then-insert is not atomic across writers, so one sink
 process writes a database's ledger (the embedded engine allows one process anyway; with a
@@ -36,7 +38,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from sinks import clawbacks, payouts, rewards
+from sinks import clawbacks, fanout, payouts, rewards
 from sinks.rows import Row, TableSpec
 
 LINE_COLUMNS = (
@@ -120,48 +122,58 @@ def count(client: Client, table: str, rows: Iterable[Row]) -> int:
     new = lines(table, rows)
     if not new:
         return 0
+    fanout.ready(client, LINES_TABLE)  # what a cut-short write left, before the lookup
     done = counted(client, [item[0] for item in new])
     fresh = [item for item in new if item[0] not in done]
     if fresh:  # Step 3
-        client.insert(
-            "ledger_lines", fresh, column_names=list(LINE_COLUMNS), settings=LINES_SETTINGS
-        )
+        fanout.write(client, LINES_TABLE, LINE_COLUMNS, fresh, settings=LINES_SETTINGS)
     return len(fresh)
 
 
-# A window of rewards ClickHouse decodes itself (sinks/native_avro.py) is counted in SQL:
-# its container goes to `ledger_rewards_in` (a Null table), whose view makes the same lines
-# as `_reward_line`, keeps the first of a repeated id, and passes on to `ledger_lines` only
-# the ids `ledger_counted` lacks (a direct join: one key lookup per id, sinks/ddl/0005).
-NATIVE_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    rewards.SPEC.table: (
-        "ledger_rewards_in",
-        ("reward_id", "paid_at", "referral_code", "currency", "livemode", "account",
-         "program_id", "program_version", "reward_amount_minor"),
-    ),
-}  # fmt: skip
+# A window of rewards ClickHouse decoded itself (sinks/native_avro.py) is counted in SQL
+# from the balance ledger's scratch copy of it (`balance_scratch_rewards`, filled just
+# before): the same lines as `_reward_line`, the first of a repeated id, and only the ids
+# `ledger_counted` lacks (a direct join: one key lookup per id), staged like any window.
+_SCRATCH_LINES = """SELECT n.record_key, toDateTime(n.paid_at, 'UTC'), 'reward', n.reward_id,
+        n.referral_code, n.currency, n.livemode, n.account, n.program_id, n.program_version,
+        toUInt64(1), n.reward_amount_minor, toInt64(0), toInt64(0), {token:String}
+    FROM
+    (
+        SELECT concat('reward:', reward_id) AS record_key, *
+        FROM balance_scratch_rewards
+        LIMIT 1 BY record_key
+    ) AS n
+    LEFT JOIN ledger_counted AS c ON n.record_key = c.record_key
+    WHERE c.record_key = ''"""
 # The views of `ledger_lines` (four targets) run side by side: measured 1.3-1.6x faster.
 LINES_SETTINGS = {"parallel_view_processing": 1}
-NATIVE_SETTINGS = {"join_algorithm": "direct", "join_use_nulls": 0, **LINES_SETTINGS}
+_SCRATCH_SETTINGS = {"join_algorithm": "direct", "join_use_nulls": 0, **LINES_SETTINGS}
+LINES_TABLE = "ledger_lines"
+
+
+def count_scratch(client: Client, table: str) -> None:
+    """Count the rewards of a window of `table` (rewards) that ClickHouse decoded into
+    `balance_scratch_rewards` and are not counted yet."""
+    assert table == rewards.SPEC.table, table
+    fanout.ready(client, LINES_TABLE)
+    fanout.write_select(client, LINES_TABLE, _SCRATCH_LINES, settings=_SCRATCH_SETTINGS)
 
 
 # What an existing deployment stored before the ledger existed, as ledger lines (the same
 # mapping as above, in SQL), minus what is counted already: idempotent, run at start.
 _BACKFILL = (
-    """INSERT INTO ledger_lines
-    SELECT concat('reward:', reward_id), paid_at, 'reward', reward_id,
+    """SELECT concat('reward:', reward_id), paid_at, 'reward', reward_id,
         referral_code, currency, livemode, account, program_id, program_version, 1,
-        reward_amount_minor, 0, 0
+        reward_amount_minor, 0, 0, {token:String}
     FROM rewards FINAL
     WHERE concat('reward:', reward_id) NOT IN (SELECT record_key FROM ledger_counted)""",
-    """INSERT INTO ledger_lines
-    SELECT concat('clawback:', clawback_id), occurred_at, kind, reward_id,
-        referral_code, currency, livemode, account, '', 0, 0, 0, signed_amount_minor, 0
+    """SELECT concat('clawback:', clawback_id), occurred_at, kind, reward_id,
+        referral_code, currency, livemode, account, '', 0, 0, 0, signed_amount_minor, 0,
+        {token:String}
     FROM clawbacks FINAL
     WHERE concat('clawback:', clawback_id) NOT IN (SELECT record_key FROM ledger_counted)""",
-    """INSERT INTO ledger_lines
-    SELECT concat('payout:', payout_id), paid_at, 'payout', '',
-        referral_code, currency, livemode, '', '', 0, 0, 0, 0, amount_minor
+    """SELECT concat('payout:', payout_id), paid_at, 'payout', '',
+        referral_code, currency, livemode, '', '', 0, 0, 0, 0, amount_minor, {token:String}
     FROM payouts FINAL
     WHERE concat('payout:', payout_id) NOT IN (SELECT record_key FROM ledger_counted)""",
 )
@@ -178,7 +190,8 @@ def backfill(client: Client) -> bool:
     earlier start did it already (a backfill cut short by a crash runs again)."""
     if counted(client, [BACKFILLED_KEY]):
         return False
-    for statement in _BACKFILL:
-        client.command(statement)
+    fanout.ready(client, LINES_TABLE)
+    for select in _BACKFILL:
+        fanout.write_select(client, LINES_TABLE, select, settings=LINES_SETTINGS)
     client.insert("ledger_counted", [[BACKFILLED_KEY]], column_names=["record_key"])
     return True

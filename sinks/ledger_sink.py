@@ -34,15 +34,14 @@ class LedgerSink(ClickHouseSink):
     def _insert_native(self, block: bytes, window: Window) -> None:
         super()._insert_native(block, window)
         table = self.spec.table
-        if ledger.counts_table(table):
-            name, columns = ledger.NATIVE_INPUTS[table]
-            self._raw_insert(name, columns, block, settings=ledger.NATIVE_SETTINGS)
         if balance_ledger.follows_table(table):
-            # The window was never decoded here: its facts are read back from a scratch
-            # table. A failure is a refusal of the container: the Python path retries it.
+            # The window was never decoded here: the ledgers read it from a scratch table.
+            # A failure is a refusal of the container: the Python path retries it.
             scratch, columns = balance_ledger.scratch_table(table)
             self._guarded(balance_ledger.clear_scratch, window, NativeRefusedError)
             self._raw_insert(scratch, columns, block)
+            if ledger.counts_table(table):
+                self._guarded(ledger.count_scratch, window, NativeRefusedError)
             self._guarded(balance_ledger.count_scratch, window, NativeRefusedError)
 
     def write(self, batch: Batch, window: Window) -> list[Refusal]:

@@ -8,16 +8,16 @@ after the window's base-table insert, before the offset commit):
    25 thousand), and for a customer whose attribution bucket changes, its days in
    `revenue_customer_daily` (by primary key).
 2. Compute the new states and the deltas in Python (sinks/revenue/windows.py).
-3. Insert states and deltas in ONE insert into `revenue_in` (Null); its views upsert the
-   states and add the deltas to `revenue_daily`, `revenue_monthly` and
-   `revenue_customer_daily` (sinks/ddl/0006_revenue_ledger.sql).
+3. Write states and deltas to `revenue_in` (Null) in one all-or-nothing write (staged,
+   then applied: sinks/fanout.py); its views upsert the states and add the deltas to
+   `revenue_daily`, `revenue_monthly` and `revenue_customer_daily` (sinks/ddl/0006).
 
 Why this is exact: the states are merges of the stored rows that give the same result when
 a row comes again (max, min, union), and a key's state remembers what the totals hold for
 it, so a window read again after a crash (before or after step 3, with any boundaries), or
 a record re-emitted in a later window, computes the states already stored: no delta. A
-crash before step 3 left nothing to undo; a crash inside the one INSERT, between its views,
-is the gap the referrer ledger has too (docs/ANALYTICS.md). Windows are applied one at a
+crash before step 3 left nothing to undo, and a write cut short between its views is
+applied again before the next window's lookups (sinks/fanout.py). Windows are applied one at a
 time across all topics (the sink writes serially), so each sees the earlier ones' effects;
 one sink process writes a database's ledger, as for the referrer ledger.
 """
@@ -33,7 +33,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from sinks import attributions, stripe_events
+from sinks import attributions, fanout, stripe_events
 from sinks.revenue.state import Event
 from sinks.revenue.windows import (
     AttributionRow,
@@ -56,6 +56,7 @@ IN_COLUMNS = (
 )  # fmt: skip
 # The views of `revenue_in` (six targets) run side by side.
 IN_SETTINGS = {"parallel_view_processing": 1}
+IN_TABLE = "revenue_in"
 
 _E = tuple(
     stripe_events.COLUMNS.index(name)
@@ -180,9 +181,7 @@ def _rows(effects: Effects) -> list[tuple[Any, ...]]:
 def write(client: Client, effects: Effects) -> None:
     """Step 3: every state and delta of a window in one insert."""
     if effects:
-        client.insert(
-            "revenue_in", _rows(effects), column_names=list(IN_COLUMNS), settings=IN_SETTINGS
-        )
+        fanout.write(client, IN_TABLE, IN_COLUMNS, _rows(effects), settings=IN_SETTINGS)
 
 
 def counts_table(table: str) -> bool:
@@ -192,6 +191,7 @@ def counts_table(table: str) -> bool:
 
 def count(client: Client, table: str, rows: Sequence[Row]) -> Effects:
     """Apply a window of `table`'s accepted rows to the revenue ledger."""
+    fanout.ready(client, IN_TABLE)  # what a cut-short write left, before the lookups
     store = ClickHouseStore(client)
     if table == stripe_events.SPEC.table:
         effects = stripe_window(events_of(rows), store)
@@ -241,6 +241,7 @@ def backfill(client: Client) -> bool:
     store = ClickHouseStore(client)
     if store.keys([BACKFILLED_KEY]):
         return False
+    fanout.ready(client, IN_TABLE)
     started, applied = dt.datetime.now(dt.UTC), 0
     for page in _pages(client, _ATTRIBUTION_PAGE):
         write(client, attribution_window(_attribution_page(page), store))

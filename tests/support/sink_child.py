@@ -51,9 +51,7 @@ def _kill_at_commit(n: int, out: str) -> None:
 
 def _kill_in_ledger(n: int, out: str) -> None:
     from sinks import ledger
-    from sinks.base import ClickHouseSink
 
-    native_inputs = {table for table, _columns in ledger.NATIVE_INPUTS.values()}
     calls = 0
 
     def count_call(table: str) -> None:
@@ -64,19 +62,18 @@ def _kill_in_ledger(n: int, out: str) -> None:
                 json.dump({"killed_in_ledger": table}, f)
             os.kill(os.getpid(), signal.SIGKILL)
 
-    raw_insert, count = ClickHouseSink._raw_insert, ledger.count
+    count, count_scratch = ledger.count, ledger.count_scratch
 
-    def raw_insert_then_die(self: ClickHouseSink, table: str, *args: Any, **kwargs: Any) -> None:
-        if table in native_inputs:
-            count_call(table)
-        raw_insert(self, table, *args, **kwargs)
-
-    def count_then_die(client: Any, table: str, rows: Any) -> None:
+    def count_then_die(client: Any, table: str, rows: Any) -> int:
         count_call(table)
-        count(client, table, rows)
+        return count(client, table, rows)
 
-    ClickHouseSink._raw_insert = raw_insert_then_die  # type: ignore[method-assign]
+    def count_scratch_then_die(client: Any, table: str) -> None:
+        count_call(table)
+        count_scratch(client, table)
+
     ledger.count = count_then_die  # type: ignore[assignment]
+    ledger.count_scratch = count_scratch_then_die  # type: ignore[assignment]
 
 
 def _no_insert_collapsing() -> None:
