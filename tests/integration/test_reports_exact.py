@@ -164,7 +164,10 @@ def test_an_existing_deployment_is_counted_once_at_start(client: Client) -> None
     assert ledger.backfill(client)
     assert_exact(client)
     assert not ledger.backfill(client)  # a second start counts nothing again
-    client.command(f"DELETE FROM ledger_counted WHERE record_key = '{ledger.BACKFILLED_KEY}'")
+    client.command(
+        "DELETE FROM ledger_counted WHERE record_key = {key:String}",
+        parameters={"key": ledger.BACKFILLED_KEY},
+    )
     assert ledger.backfill(client)  # nor does a backfill cut short before its marker
     assert_exact(client)
     write(client, records, 0, 30)  # nor does the stream read once more
