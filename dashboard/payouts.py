@@ -20,25 +20,29 @@ from streams.corrections.payouts import absorption_minor
 
 PAYOUT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
-# Payable platform rewards with their standing (reward + cancel-mode clawbacks).
+# Payable platform rewards with their standing (reward + cancel-mode clawbacks), from the
+# balance ledger's per-reward states (sinks/balance_ledger.py): the `reward_states` view
+# computes the same figures from the base tables with FINAL and joins, which grows with
+# history; the states table is one row per reward, kept current by the sink. A state's
+# status is its latest transition, else the reward's emission status.
 PAYABLE_SQL = """
-SELECT s.reward_id AS reward_id, s.referral_code AS referral_code, s.currency AS currency,
-    s.standing_minor AS standing_minor, toString(r.paid_at) AS paid_at
-FROM reward_states AS s
-INNER JOIN (SELECT reward_id, paid_at, account FROM rewards FINAL) AS r
-    ON s.reward_id = r.reward_id
-WHERE s.status = 'payable' AND s.livemode = {live:Bool} AND r.account = ''
-    AND ({referral_code:String} = '' OR s.referral_code = {referral_code:String})
-ORDER BY s.referral_code, s.currency, s.reward_id
+SELECT reward_id, referral_code, currency, amount_minor + cancelled_minor AS standing_minor,
+    toString(paid_at) AS paid_at
+FROM balance_reward_states
+WHERE has_reward AND if(status != '', status, emission_status) = 'payable'
+    AND livemode = {live:Bool} AND account = ''
+    AND ({referral_code:String} = '' OR referral_code = {referral_code:String})
+ORDER BY referral_code, currency, reward_id
 LIMIT 10000"""
 
 # The referrer's carry-over (> 0: a debt from clawbacks of paid rewards, netted against
-# later payouts) as ClickHouse sees it: negative-balance clawbacks less what payouts absorbed.
+# later payouts) as ClickHouse sees it: negative-balance clawbacks (every correction of a
+# reward but its cancel-mode ones) less what payouts absorbed.
 CARRY_SQL = """
 SELECT
-    -(SELECT sum(netted_minor) FROM reward_states
-      WHERE referral_code = {referral_code:String} AND currency = {currency:String}
-        AND livemode = {live:Bool})
+    -(SELECT sum(corrections_minor - cancelled_minor) FROM balance_reward_states
+      WHERE has_reward AND referral_code = {referral_code:String}
+        AND currency = {currency:String} AND livemode = {live:Bool})
     - (SELECT sum(carryover_absorbed_minor) FROM reward_status FINAL
        WHERE referral_code = {referral_code:String} AND currency = {currency:String}
          AND livemode = {live:Bool} AND status = 'paid' AND account = '') AS carry_minor"""

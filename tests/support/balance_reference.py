@@ -11,6 +11,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from dashboard import payouts
 from sinks.reports import get_report, run_report, validate_params
 
 _MODE_ACCOUNT = (
@@ -51,6 +52,27 @@ REFERENCE = {
 }
 LIMITS = {"limit": "10000"}
 
+# The dashboard's payout queries (dashboard/payouts.py) before they read the balance
+# ledger's states: over the `reward_states` view.
+PAYOUT_REFERENCE = {
+    "payable": """SELECT s.reward_id, s.referral_code, s.currency, s.standing_minor,
+            toString(r.paid_at)
+        FROM reward_states AS s
+        INNER JOIN (SELECT reward_id, paid_at, account FROM rewards FINAL) AS r
+            ON s.reward_id = r.reward_id
+        WHERE s.status = 'payable' AND s.livemode = {live:Bool} AND r.account = ''
+            AND ({referral_code:String} = '' OR s.referral_code = {referral_code:String})
+        ORDER BY s.referral_code, s.currency, s.reward_id
+        LIMIT 10000""",
+    "carry": """SELECT
+            -(SELECT sum(netted_minor) FROM reward_states
+              WHERE referral_code = {referral_code:String} AND currency = {currency:String}
+                AND livemode = {live:Bool})
+            - (SELECT sum(carryover_absorbed_minor) FROM reward_status FINAL
+               WHERE referral_code = {referral_code:String} AND currency = {currency:String}
+                 AND livemode = {live:Bool} AND status = 'paid' AND account = '')""",
+}
+
 
 def reference(client: Client, name: str, raw: Mapping[str, str]) -> list[list[Any]]:
     params = validate_params(get_report(name), raw)
@@ -86,3 +108,27 @@ def assert_exact(client: Client) -> None:
         raw = {**LIMITS, **extra}
         name = "rewards_by_program"
         assert fast(client, name, raw) == reference(client, name, raw), (name, raw)
+    assert_payouts_exact(client)
+
+
+def assert_payouts_exact(client: Client) -> None:
+    """The dashboard's payable rewards and carry-over equal the view-based reference, for
+    every referrer, currency and platform mode (and all referrers' payable rewards)."""
+    keys = client.query(
+        "SELECT DISTINCT referral_code, toString(currency) FROM rewards ORDER BY 1, 2"
+    ).result_rows
+    for live in (True, False):
+        for code in ["", *sorted({code for code, _ in keys})]:
+            params = {"live": live, "referral_code": code}
+            assert _rows(client, payouts.PAYABLE_SQL, params) == _rows(
+                client, PAYOUT_REFERENCE["payable"], params
+            ), params
+        for code, currency in keys:
+            params = {"live": live, "referral_code": code, "currency": currency}
+            assert _rows(client, payouts.CARRY_SQL, params) == _rows(
+                client, PAYOUT_REFERENCE["carry"], params
+            ), params
+
+
+def _rows(client: Client, sql: str, params: Mapping[str, Any]) -> list[list[Any]]:
+    return [list(row) for row in client.query(sql, parameters=dict(params)).result_rows]
