@@ -126,12 +126,18 @@ def clear_scratch(client: Client, table: str) -> None:
     client.command(f"TRUNCATE TABLE {NATIVE_SCRATCH[table][0]}")
 
 
-def count_scratch(client: Client, table: str) -> Update:
-    """Steps 1-4 for a window of `table` ClickHouse decoded into its scratch table: its
+def count_scratch(client: Client, table: str) -> None:
+    """Steps 1-4 for a window of `table` ClickHouse decoded into its scratch table. A
+    rewards window is computed in SQL (`_REWARDS_IN_SQL`); a status window in Python: its
     facts, then the stored states of their rewards (a direct join: a key lookup each; most
     rewards of a window have none yet, so only the found ones come back)."""
     name, columns, kind = NATIVE_SCRATCH[table]
     fanout.ready(client, LINES_TABLE)
+    if kind == "rewards":
+        client.command("TRUNCATE TABLE balance_scratch_changed")
+        client.command(_CHANGED_SQL, settings=_JOIN_SETTINGS)
+        fanout.write_select(client, LINES_TABLE, _REWARDS_IN_SQL, settings=LINES_SETTINGS)
+        return
     rows = client.query(f"SELECT {', '.join(columns)} FROM {name}").result_rows  # noqa: S608
     found = client.query(
         f"SELECT {_STATE_SELECT.format(p='s.')} FROM {name} AS n "  # noqa: S608
@@ -140,7 +146,76 @@ def count_scratch(client: Client, table: str) -> Update:
     ).result_rows
     make = _FACTS[kind]
     states = {row[0]: _state(row) for row in found}
-    return apply(client, {kind: [make(*row) for row in rows]}, states)
+    apply(client, {kind: [make(*row) for row in rows]}, states)
+
+
+# `update` (sinks/balance_core.py) for a window of rewards only, in SQL, over the window's
+# scratch copy: no row of it crosses into Python. The same rules, step by step:
+# - `with_reward` (`_CHANGED_SQL`, into a scratch table the next statement reads five
+#   times): the highest revision of each id in the window, beside its stored state (one
+#   key lookup each); a stored state that has its reward at that revision or a higher one
+#   is unchanged (the row is left out);
+# - the new state: the window's facts, the stored transition and clawbacks (a missing
+#   state reads as the empty one: join_use_nulls = 0 gives '', 0, false and []);
+# - `_contribute`: a reward puts (1, amount, standing in its status's column) in its
+#   balance row and (1, amount, corrections) in its program row on its payment day; the
+#   change is the new state's contribution minus the old one's (if it had its reward);
+# - rows whose every change is zero are left out, as `Update` leaves them out.
+# tests/integration/test_balances_exact.py compares both paths with the reference.
+_CHANGED_SQL = """
+INSERT INTO balance_scratch_changed
+SELECT n.reward_id, n.referral_code, n.currency, n.livemode, n.account,
+    n.reward_amount_minor, n.status, n.program_id, n.program_version, n.paid_at, n.revision,
+    s.has_reward, s.referral_code, s.currency, s.livemode, s.account, s.amount_minor,
+    s.emission_status, s.program_id, s.program_version, toInt64(toUnixTimestamp(s.paid_at)),
+    s.status, s.status_at, s.status_rank, s.clawback_ids, s.cancelled_minor,
+    s.corrections_minor
+FROM
+(
+    SELECT * FROM balance_scratch_rewards ORDER BY reward_id, revision DESC
+    LIMIT 1 BY reward_id
+) AS n
+LEFT JOIN balance_reward_states AS s ON n.reward_id = s.reward_id
+WHERE NOT (s.has_reward AND s.revision >= n.revision)
+"""
+_REWARDS_IN_SQL = """
+WITH contributions AS (
+    SELECT toInt64(1) AS sign, code, currency, livemode, account, amount,
+        if(status != '', status, emission) AS standing_status, cancelled, corrections,
+        program_id, version, paid_at
+    FROM balance_scratch_changed
+    UNION ALL
+    SELECT toInt64(-1), old_code, old_currency, old_livemode, old_account, old_amount,
+        if(status != '', status, old_emission), cancelled, corrections, old_program_id,
+        old_version, old_paid_at
+    FROM balance_scratch_changed
+    WHERE had
+)
+SELECT 'state', reward_id, true, code, currency, livemode, account, amount, emission,
+    program_id, version, toDateTime(paid_at, 'UTC'), revision, status, status_at,
+    status_rank, clawback_ids, cancelled, corrections, 0, 0, 0, 0, 0, 0, 0, {token:String}
+FROM balance_scratch_changed
+UNION ALL
+SELECT 'balance', '', false, code, currency, livemode, account, 0, '', '', 0,
+    toDateTime(0, 'UTC'), 0, '', 0, 0, [], 0, 0, sum(sign) AS lines, 0,
+    sum(sign * amount) AS rewards_minor,
+    sum(if(standing_status = 'pending', sign * (amount + cancelled), 0)) AS pending_minor,
+    sum(if(standing_status = 'payable', sign * (amount + cancelled), 0)) AS payable_minor,
+    sum(if(standing_status = 'paid', sign * (amount + cancelled), 0)) AS paid_minor,
+    0, {token:String}
+FROM contributions
+GROUP BY code, currency, livemode, account
+HAVING lines != 0 OR rewards_minor != 0 OR pending_minor != 0 OR payable_minor != 0
+    OR paid_minor != 0
+UNION ALL
+SELECT 'program', '', false, code, currency, livemode, account, 0, '', program_id, version,
+    toDateTime(paid_at - paid_at % 86400, 'UTC') AS day, 0, '', 0, 0, [], 0, 0, 0,
+    sum(sign) AS rewards, sum(sign * amount) AS rewards_minor, 0, 0, 0,
+    sum(sign * corrections) AS clawbacks_minor, {token:String}
+FROM contributions
+GROUP BY program_id, version, currency, livemode, account, code, day
+HAVING rewards != 0 OR rewards_minor != 0 OR clawbacks_minor != 0
+"""
 
 
 def _state(row: Sequence[Any]) -> RewardState:

@@ -43,6 +43,41 @@ ALTER TABLE program_totals_daily MODIFY SETTING non_replicated_deduplication_win
 
 ALTER TABLE program_totals_monthly MODIFY SETTING non_replicated_deduplication_window = 1000;
 
+-- A window of rewards ClickHouse decoded is now brought into the balances in SQL
+-- (sinks/balance_ledger.py `_CHANGED_SQL`): the rewards it changes, beside their stored
+-- states, go here first. Scratch space like balance_scratch_rewards: emptied before use.
+CREATE TABLE IF NOT EXISTS balance_scratch_changed
+(
+    reward_id String,
+    code String,
+    currency String,
+    livemode Bool,
+    account String,
+    amount Int64,
+    emission String,
+    program_id String,
+    version Int32,
+    paid_at Int64,
+    revision UInt32,
+    had Bool,
+    old_code String,
+    old_currency String,
+    old_livemode Bool,
+    old_account String,
+    old_amount Int64,
+    old_emission String,
+    old_program_id String,
+    old_version Int32,
+    old_paid_at Int64,
+    status String,
+    status_at Int64,
+    status_rank UInt8,
+    clawback_ids Array(String),
+    cancelled Int64,
+    corrections Int64
+)
+ENGINE = Memory;
+
 -- A window of rewards ClickHouse decoded is now counted from the balance ledger's scratch
 -- copy through the same staging (sinks/ledger.py `count_scratch`), not by a view of its own.
 DROP VIEW IF EXISTS ledger_rewards_in_to_lines;

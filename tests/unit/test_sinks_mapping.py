@@ -69,7 +69,8 @@ LEDGER_TABLES += ("balance_reward_states", "balance_totals", "program_totals_dai
                   "balance_scratch_status")  # fmt: skip
 NULL_TABLES += ("balance_lines",)
 # The staged copies of the ledgers' writes (0008): one staged block at a time, cleared after.
-LEDGER_TABLES += ("ledger_lines_pending", "revenue_in_pending", "balance_lines_pending")
+LEDGER_TABLES += ("ledger_lines_pending", "revenue_in_pending", "balance_lines_pending",
+                  "balance_scratch_changed")  # fmt: skip
 
 
 def test_every_table_remembers_insert_tokens() -> None:
