@@ -24,8 +24,8 @@ from typing import NamedTuple
 
 # The reference's order of statuses at the same effective_at (sinks/ddl/0003,
 # reward_states); any other status ranks after them. payout_rejected is not a status.
-_RANK = {"pending": 0, "payable": 1, "paid": 2, "clawed_back": 3}
-_OTHER_RANK = 4
+STATUS_RANK = {"pending": 0, "payable": 1, "paid": 2, "clawed_back": 3}
+OTHER_RANK = 4
 IGNORED_STATUS = "payout_rejected"
 CANCEL_MODE = "cancel"
 
@@ -99,7 +99,7 @@ class RewardState(NamedTuple):
     def with_transition(self, status: str, effective_at: int) -> RewardState:
         if status == IGNORED_STATUS:
             return self
-        key = (effective_at, _RANK.get(status, _OTHER_RANK), status)
+        key = (effective_at, STATUS_RANK.get(status, OTHER_RANK), status)
         if self.latest is not None and self.latest >= key:
             return self
         return self._replace(latest=key)

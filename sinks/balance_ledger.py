@@ -42,6 +42,9 @@ from clickhouse_connect.driver.client import Client
 
 from sinks import clawbacks, fanout, reward_status, rewards
 from sinks.balance_core import (
+    IGNORED_STATUS,
+    OTHER_RANK,
+    STATUS_RANK,
     ClawbackFacts,
     RewardFacts,
     RewardState,
@@ -127,49 +130,47 @@ def clear_scratch(client: Client, table: str) -> None:
 
 
 def count_scratch(client: Client, table: str) -> None:
-    """Steps 1-4 for a window of `table` ClickHouse decoded into its scratch table. A
-    rewards window is computed in SQL (`_REWARDS_IN_SQL`); a status window in Python: its
-    facts, then the stored states of their rewards (a direct join: a key lookup each; most
-    rewards of a window have none yet, so only the found ones come back)."""
-    name, columns, kind = NATIVE_SCRATCH[table]
+    """Steps 1-4 for a window of `table` ClickHouse decoded into its scratch table, in SQL:
+    the rewards it changes beside their stored states go to `balance_scratch_changed`
+    (a direct join: a key lookup each), then the new states and the changes of the totals
+    are staged in one statement. No row of the window crosses into Python."""
+    kind = NATIVE_SCRATCH[table][2]
     fanout.ready(client, LINES_TABLE)
-    if kind == "rewards":
-        client.command("TRUNCATE TABLE balance_scratch_changed")
-        client.command(_CHANGED_SQL, settings=_JOIN_SETTINGS)
-        fanout.write_select(client, LINES_TABLE, _REWARDS_IN_SQL, settings=LINES_SETTINGS)
-        return
-    rows = client.query(f"SELECT {', '.join(columns)} FROM {name}").result_rows  # noqa: S608
-    found = client.query(
-        f"SELECT {_STATE_SELECT.format(p='s.')} FROM {name} AS n "  # noqa: S608
-        "INNER JOIN balance_reward_states AS s ON n.reward_id = s.reward_id",
-        settings=_JOIN_SETTINGS,
-    ).result_rows
-    make = _FACTS[kind]
-    states = {row[0]: _state(row) for row in found}
-    apply(client, {kind: [make(*row) for row in rows]}, states)
+    client.command("TRUNCATE TABLE balance_scratch_changed")
+    client.command(_CHANGED_SQL[kind], settings=_JOIN_SETTINGS)
+    fanout.write_select(client, LINES_TABLE, _CHANGES_SQL, settings=LINES_SETTINGS)
 
 
-# `update` (sinks/balance_core.py) for a window of rewards only, in SQL, over the window's
-# scratch copy: no row of it crosses into Python. The same rules, step by step:
-# - `with_reward` (`_CHANGED_SQL`, into a scratch table the next statement reads five
-#   times): the highest revision of each id in the window, beside its stored state (one
-#   key lookup each); a stored state that has its reward at that revision or a higher one
-#   is unchanged (the row is left out);
-# - the new state: the window's facts, the stored transition and clawbacks (a missing
-#   state reads as the empty one: join_use_nulls = 0 gives '', 0, false and []);
-# - `_contribute`: a reward puts (1, amount, standing in its status's column) in its
-#   balance row and (1, amount, corrections) in its program row on its payment day; the
-#   change is the new state's contribution minus the old one's (if it had its reward);
-# - rows whose every change is zero are left out, as `Update` leaves them out.
-# tests/integration/test_balances_exact.py compares both paths with the reference.
-_CHANGED_SQL = """
+# `update` (sinks/balance_core.py) for a window of one topic ClickHouse decoded, in SQL,
+# over the window's scratch copy. The same rules, step by step:
+# - `with_reward` (`_CHANGED_SQL["rewards"]`): the highest revision of each id in the
+#   window, beside its stored state; a stored state that has its reward at that revision
+#   or a higher one is unchanged (the row is left out);
+# - `with_transition` (`_CHANGED_SQL["transitions"]`): the greatest (effective_at, status
+#   order, status) of each id in the window, payout_rejected left out; unchanged unless
+#   greater than the stored transition (or there is none);
+# - a missing state reads as the empty one (join_use_nulls = 0 gives '', 0, false, []);
+# - `_contribute` (`_CHANGES_SQL`): a state with its reward puts (1, amount, standing in
+#   its status's column) in its balance row and (1, amount, corrections) in its program
+#   row on its payment day; the change is the new state's contribution minus the old
+#   one's; rows whose every change is zero are left out, as `Update` leaves them out.
+# tests/integration/test_balances_exact.py runs every scenario through both paths.
+_STORED_FACTS = """s.referral_code, s.currency, s.livemode, s.account, s.amount_minor,
+    s.emission_status, s.program_id, s.program_version, toInt64(toUnixTimestamp(s.paid_at))"""
+_RANK_SQL = (
+    "multiIf("
+    + ", ".join(f"status = '{status}', {rank}" for status, rank in STATUS_RANK.items())
+    + f", {OTHER_RANK})"
+)
+# Built from constants of this module and balance_core only: nothing to inject (S608).
+_CHANGED_SQL = {
+    "rewards": f"""
 INSERT INTO balance_scratch_changed
-SELECT n.reward_id, n.referral_code, n.currency, n.livemode, n.account,
+SELECT n.reward_id, true, n.referral_code, n.currency, n.livemode, n.account,
     n.reward_amount_minor, n.status, n.program_id, n.program_version, n.paid_at, n.revision,
-    s.has_reward, s.referral_code, s.currency, s.livemode, s.account, s.amount_minor,
-    s.emission_status, s.program_id, s.program_version, toInt64(toUnixTimestamp(s.paid_at)),
-    s.status, s.status_at, s.status_rank, s.clawback_ids, s.cancelled_minor,
-    s.corrections_minor
+    s.has_reward, {_STORED_FACTS},
+    s.status, s.status_at, s.status_rank, s.status,
+    s.clawback_ids, s.cancelled_minor, s.corrections_minor
 FROM
 (
     SELECT * FROM balance_scratch_rewards ORDER BY reward_id, revision DESC
@@ -177,21 +178,39 @@ FROM
 ) AS n
 LEFT JOIN balance_reward_states AS s ON n.reward_id = s.reward_id
 WHERE NOT (s.has_reward AND s.revision >= n.revision)
-"""
-_REWARDS_IN_SQL = """
+""",  # noqa: S608
+    "transitions": f"""
+INSERT INTO balance_scratch_changed
+SELECT t.reward_id, s.has_reward, {_STORED_FACTS}, s.revision,
+    s.has_reward, {_STORED_FACTS},
+    t.latest.3, t.latest.1, t.latest.2, s.status,
+    s.clawback_ids, s.cancelled_minor, s.corrections_minor
+FROM
+(
+    SELECT reward_id, max((effective_at, {_RANK_SQL}, status)) AS latest
+    FROM balance_scratch_status
+    WHERE status != '{IGNORED_STATUS}'
+    GROUP BY reward_id
+) AS t
+LEFT JOIN balance_reward_states AS s ON t.reward_id = s.reward_id
+WHERE s.status = '' OR t.latest > (s.status_at, s.status_rank, s.status)
+""",  # noqa: S608
+}
+_CHANGES_SQL = """
 WITH contributions AS (
     SELECT toInt64(1) AS sign, code, currency, livemode, account, amount,
         if(status != '', status, emission) AS standing_status, cancelled, corrections,
         program_id, version, paid_at
     FROM balance_scratch_changed
+    WHERE has
     UNION ALL
     SELECT toInt64(-1), old_code, old_currency, old_livemode, old_account, old_amount,
-        if(status != '', status, old_emission), cancelled, corrections, old_program_id,
-        old_version, old_paid_at
+        if(old_status != '', old_status, old_emission), cancelled, corrections,
+        old_program_id, old_version, old_paid_at
     FROM balance_scratch_changed
     WHERE had
 )
-SELECT 'state', reward_id, true, code, currency, livemode, account, amount, emission,
+SELECT 'state', reward_id, has, code, currency, livemode, account, amount, emission,
     program_id, version, toDateTime(paid_at, 'UTC'), revision, status, status_at,
     status_rank, clawback_ids, cancelled, corrections, 0, 0, 0, 0, 0, 0, 0, {token:String}
 FROM balance_scratch_changed

@@ -43,12 +43,14 @@ ALTER TABLE program_totals_daily MODIFY SETTING non_replicated_deduplication_win
 
 ALTER TABLE program_totals_monthly MODIFY SETTING non_replicated_deduplication_window = 1000;
 
--- A window of rewards ClickHouse decoded is now brought into the balances in SQL
--- (sinks/balance_ledger.py `_CHANGED_SQL`): the rewards it changes, beside their stored
--- states, go here first. Scratch space like balance_scratch_rewards: emptied before use.
+-- A window ClickHouse decoded (rewards, statuses) is now brought into the balances in SQL
+-- (sinks/balance_ledger.py `_CHANGED_SQL`): the rewards it changes, their new state
+-- beside the stored one, go here first. Scratch space like balance_scratch_rewards:
+-- emptied before use.
 CREATE TABLE IF NOT EXISTS balance_scratch_changed
 (
     reward_id String,
+    has Bool,
     code String,
     currency String,
     livemode Bool,
@@ -72,6 +74,7 @@ CREATE TABLE IF NOT EXISTS balance_scratch_changed
     status String,
     status_at Int64,
     status_rank UInt8,
+    old_status String,
     clawback_ids Array(String),
     cancelled Int64,
     corrections Int64
