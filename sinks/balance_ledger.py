@@ -4,9 +4,7 @@ Protocol, per window of the rewards, reward_status or clawbacks topic (sinks/led
 calls `count`, or `count_scratch` for a window ClickHouse decoded, after the window's
 base-table insert, before the offset commit):
 
-1. The window's accepted records, as the facts sinks/balance_core.py needs (from the rows,
-   or for a window ClickHouse decoded, read back from a scratch table its container went
-   to: `balance_scratch_*`, emptied first).
+1. The window's accepted records, as the facts sinks/balance_core.py needs.
 2. Look up the stored states of the rewards they touch in `balance_reward_states`
    (EmbeddedRocksDB: a point lookup per reward, as fast at 25 million rewards as at 25
    thousand).
@@ -15,6 +13,9 @@ base-table insert, before the offset commit):
    all-or-nothing write (staged, then applied: sinks/fanout.py); its views upsert the
    states and add the changes to `balance_totals` and `program_totals_daily`/`_monthly`
    (SummingMergeTree, read without FINAL).
+
+A window ClickHouse decoded (rewards, statuses) takes the same steps in SQL over the
+scratch table its container went to (`balance_scratch_*`, emptied first): `count_scratch`.
 
 Why this is exact: a state applies each record idempotently and in any order, and the
 changes written are new contribution minus old, in the same insert as the new state. A
