@@ -408,6 +408,14 @@ class _Charges:
                 self.by_key.setdefault(key, []).append((cid, charge))
         self._refunded: dict[str, int] = {}
 
+    def quiet(self) -> bool:
+        """No charge refunded nor disputed: no reward of the book has a target above 0."""
+        return all(
+            not charge["disputes"] and self.refunded(cid, charge) == 0
+            for charges in self.by_key.values()
+            for cid, charge in charges
+        )
+
     def of(self, key: str) -> list[tuple[str, dict[str, Any]]]:
         """Charges whose id or payment intent is `key`, by charge id."""
         return self.by_key.get(key, [])
@@ -468,10 +476,16 @@ def _settle(state: State, cause: Mapping[str, Any] | None) -> list[Correction]:
     """Bring every reward up to its targets. Idempotent: settling twice emits nothing."""
     out: list[Correction] = []
     index = _Charges(state)
+    quiet = index.quiet()
     for reward_id in sorted(state["rewards"]):
         entry = state["rewards"][reward_id]
-        refund_target, dispute_targets = _targets(state, entry, index)
         clawed = entry["clawed"]
+        if quiet and _untouched(entry):
+            # No charge of the book is refunded or disputed, so every target is 0 (what
+            # _targets returns then), and this reward has nothing clawed: no move.
+            _check_entry(entry)
+            continue
+        refund_target, dispute_targets = _targets(state, entry, index)
         moves: list[tuple[str, str | None, int]] = [
             ("refund", None, refund_target - clawed["refund"])
         ]
@@ -486,6 +500,17 @@ def _settle(state: State, cause: Mapping[str, Any] | None) -> list[Correction]:
             out.append(_record(state, entry, reason, dispute_id, delta, cause or {}, index))
         _check_entry(entry)
     return out
+
+
+def _untouched(entry: Mapping[str, Any]) -> bool:
+    """A reward with nothing clawed (or reinstated) and a positive payment amount: in a
+    quiet book its targets are 0, so settling it moves nothing."""
+    clawed = entry["clawed"]
+    return (
+        entry["ref"]["payment_amount_minor"] > 0
+        and clawed["refund"] == 0
+        and not any(clawed["disputes"].values())
+    )
 
 
 def _record(
