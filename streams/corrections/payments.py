@@ -408,13 +408,14 @@ class _Charges:
                 self.by_key.setdefault(key, []).append((cid, charge))
         self._refunded: dict[str, int] = {}
 
-    def quiet(self) -> bool:
-        """No charge refunded nor disputed: no reward of the book has a target above 0."""
-        return all(
-            not charge["disputes"] and self.refunded(cid, charge) == 0
-            for charges in self.by_key.values()
-            for cid, charge in charges
-        )
+    def active(self) -> set[str]:
+        """Payment keys with a charge refunded or disputed: a reward none of whose payments
+        is among them has targets of 0 (what _targets computes then)."""
+        return {
+            key
+            for key, charges in self.by_key.items()
+            if any(charge["disputes"] or self.refunded(cid, charge) != 0 for cid, charge in charges)
+        }
 
     def of(self, key: str) -> list[tuple[str, dict[str, Any]]]:
         """Charges whose id or payment intent is `key`, by charge id."""
@@ -476,13 +477,15 @@ def _settle(state: State, cause: Mapping[str, Any] | None) -> list[Correction]:
     """Bring every reward up to its targets. Idempotent: settling twice emits nothing."""
     out: list[Correction] = []
     index = _Charges(state)
-    quiet = index.quiet()
+    active = index.active()
     for reward_id in sorted(state["rewards"]):
         entry = state["rewards"][reward_id]
         clawed = entry["clawed"]
-        if quiet and _untouched(entry):
-            # No charge of the book is refunded or disputed, so every target is 0 (what
-            # _targets returns then), and this reward has nothing clawed: no move.
+        if _untouched(entry) and (
+            not active or active.isdisjoint(_payments_of(state, entry["ref"]))
+        ):
+            # None of its payments is refunded or disputed, so its targets are 0 (what
+            # _targets returns then), and it has nothing clawed: no move.
             _check_entry(entry)
             continue
         refund_target, dispute_targets = _targets(state, entry, index)
@@ -503,8 +506,8 @@ def _settle(state: State, cause: Mapping[str, Any] | None) -> list[Correction]:
 
 
 def _untouched(entry: Mapping[str, Any]) -> bool:
-    """A reward with nothing clawed (or reinstated) and a positive payment amount: in a
-    quiet book its targets are 0, so settling it moves nothing."""
+    """A reward with nothing clawed and a positive payment amount: when none of its
+    payments is refunded or disputed its targets are 0, so settling it moves nothing."""
     clawed = entry["clawed"]
     return (
         entry["ref"]["payment_amount_minor"] > 0
