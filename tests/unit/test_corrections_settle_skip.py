@@ -40,7 +40,9 @@ def history(draw: st.DrawFn) -> list[tuple[str, Any]]:
             for i, (kind, s) in enumerate(
                 [("charge.dispute.created", "needs_response"), ("charge.dispute.closed", status)]
             ):
-                e = dispute_event(f"e_d{n}{i}", kind, s, dispute=d, charge=charge, payment_intent=pi)
+                e = dispute_event(
+                    f"e_d{n}{i}", kind, s, dispute=d, charge=charge, payment_intent=pi
+                )
                 steps.append(("event", e))
     extra = draw(st.lists(st.sampled_from(steps), max_size=4)) if steps else []
     return draw(st.permutations(steps + extra))
