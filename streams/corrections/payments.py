@@ -355,6 +355,13 @@ def _refunded(charge: Mapping[str, Any]) -> int:
     return total if captured is None else min(total, captured)
 
 
+def _never_refunded(charge: Mapping[str, Any]) -> bool:
+    """No refund and no snapshot seen: _refunded is 0 (unless a captured amount below 0
+    caps it)."""
+    captured = charge["captured"]
+    return not charge["refunds"] and charge["snap"] is None and (captured is None or captured >= 0)
+
+
 def _disputed(charge: Mapping[str, Any], refunded: int) -> list[tuple[str, int | None]]:
     """(dispute id, money withdrawn) of a charge's chargebacks, in id order, never more in
     total than what refunds left; None: the whole charge, whose amount is not known yet."""
@@ -407,15 +414,19 @@ class _Charges:
             if key != cid:
                 self.by_key.setdefault(key, []).append((cid, charge))
         self._refunded: dict[str, int] = {}
+        self._quiet: dict[str, bool] = {}
 
-    def active(self) -> set[str]:
-        """Payment keys with a charge refunded or disputed: a reward none of whose payments
-        is among them has targets of 0 (what _targets computes then)."""
-        return {
-            key
-            for key, charges in self.by_key.items()
-            if any(charge["disputes"] or self.refunded(cid, charge) != 0 for cid, charge in charges)
-        }
+    def quiet(self, key: str) -> bool:
+        """No charge of payment key `key` refunded or disputed: a reward all of whose
+        payments are quiet has targets of 0 (what _targets computes then)."""
+        found = self._quiet.get(key)
+        if found is None:
+            found = self._quiet[key] = all(
+                not charge["disputes"]
+                and (_never_refunded(charge) or self.refunded(cid, charge) == 0)
+                for cid, charge in self.of(key)
+            )
+        return found
 
     def of(self, key: str) -> list[tuple[str, dict[str, Any]]]:
         """Charges whose id or payment intent is `key`, by charge id."""
@@ -476,14 +487,13 @@ def _targets(state: State, entry: Mapping[str, Any], index: _Charges) -> tuple[i
 def _settle(state: State, cause: Mapping[str, Any] | None) -> list[Correction]:
     """Bring every reward up to its targets. Idempotent: settling twice emits nothing."""
     out: list[Correction] = []
+    if not state["rewards"]:
+        return out  # nothing to settle (and no charge index to build)
     index = _Charges(state)
-    active = index.active()
     for reward_id in sorted(state["rewards"]):
         entry = state["rewards"][reward_id]
         clawed = entry["clawed"]
-        if _untouched(entry) and (
-            not active or active.isdisjoint(_payments_of(state, entry["ref"]))
-        ):
+        if _untouched(entry) and all(map(index.quiet, _payments_of(state, entry["ref"]))):
             # None of its payments is refunded or disputed, so its targets are 0 (what
             # _targets returns then), and it has nothing clawed: no move.
             _check_entry(entry)

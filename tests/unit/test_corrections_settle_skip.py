@@ -66,8 +66,8 @@ def test_skipping_quiet_rewards_settles_exactly_as_settling_all(
 ) -> None:
     skipped = run(steps)
     with pytest.MonkeyPatch.context() as mp:
-        # Every payment key "active": every reward's targets computed in full.
-        mp.setattr(payments._Charges, "active", lambda self: set(self.by_key) | {"*"})
+        # No payment quiet, no reward untouched: every reward's targets computed in full.
+        mp.setattr(payments._Charges, "quiet", lambda self, key: False)
         mp.setattr(payments, "_untouched", lambda entry: False)
         full = run(steps)
     assert skipped == full
