@@ -129,15 +129,22 @@ def scrape_events(ports: list[int]) -> float:
     return total
 
 
-def start_worker(env: dict[str, str], workdir: Path, n: int, port: int) -> subprocess.Popen:
+def start_worker(
+    env: dict[str, str], workdir: Path, n: int, port: int, profile: Path | None = None
+) -> subprocess.Popen:
+    """One `refstream worker`; with `profile`, run under cProfile, its stats written there
+    when it stops (SIGTERM)."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = open(workdir / f"worker{n}.log", "ab")
     child_env = {
         **env,
         "REFSTREAM_WORKER_METRICS_PORT": str(port),
     }
+    command = [str(REPO_ROOT / ".venv/bin/refstream"), "worker"]
+    if profile is not None:
+        command = [sys.executable, "-m", "cProfile", "-o", str(profile), *command]
     return subprocess.Popen(
-        [str(REPO_ROOT / ".venv/bin/refstream"), "worker"],
+        command,
         env=child_env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -206,7 +213,9 @@ def state_sizes(topic: str) -> dict:
     return {"writes": len(sizes), "max_bytes": max(sizes), "mean_bytes": sum(sizes) // len(sizes)}
 
 
-def run_workers(count: int, records: list[dict], program: str, workdir: Path) -> dict:
+def run_workers(
+    count: int, records: list[dict], program: str, workdir: Path, profile: Path | None = None
+) -> dict:
     prefix = f"wb{uuid.uuid4().hex[:8]}."
     env = {
         **os.environ,
@@ -223,7 +232,10 @@ def run_workers(count: int, records: list[dict], program: str, workdir: Path) ->
     asyncio.run(produce(topic, records))
     reference, reference_cpu = asyncio.run(bare_consumer_rate(topic, len(records)))
     ports = [free_port() for _ in range(count)]
-    workers = [start_worker(env, workdir / prefix, n, ports[n]) for n in range(count)]
+    workers = [
+        start_worker(env, workdir / prefix, n, ports[n], profile if n == 0 else None)
+        for n in range(count)
+    ]
     result: dict = {
         "workers": count,
         "records": len(records),
@@ -234,7 +246,11 @@ def run_workers(count: int, records: list[dict], program: str, workdir: Path) ->
         result["drain"] = drain(ports, [w.pid for w in workers], len(records))
         result["ratio"] = result["drain"]["rate"] / reference
         result["cpu_ratio"] = result["drain"]["rate_per_cpu_s"] / reference_cpu
-        if count == 1:
+        if profile is not None:  # stop it cleanly so that cProfile writes; no recovery run
+            os.killpg(workers[0].pid, signal.SIGTERM)
+            workers[0].wait(timeout=60)
+            result["profile"] = str(profile)
+        elif count == 1:
             result["state"] = state_sizes(
                 f"{settings.kafka.topic('refstream-worker')}-customers-changelog"
             )
@@ -264,11 +280,16 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the first worker under cProfile, stats to this file (no recovery run)",
+    )
     args = parser.parse_args()
     records, program = envelopes(args.customers, args.months, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         for count in (int(n) for n in args.workers.split(",")):
-            result = run_workers(count, records, program, Path(tmp))
+            result = run_workers(count, records, program, Path(tmp), args.profile)
             print(json.dumps(result, indent=None, default=str), flush=True)
 
 

@@ -355,6 +355,13 @@ def _refunded(charge: Mapping[str, Any]) -> int:
     return total if captured is None else min(total, captured)
 
 
+def _never_refunded(charge: Mapping[str, Any]) -> bool:
+    """No refund and no snapshot seen: _refunded is 0 (unless a captured amount below 0
+    caps it)."""
+    captured = charge["captured"]
+    return not charge["refunds"] and charge["snap"] is None and (captured is None or captured >= 0)
+
+
 def _disputed(charge: Mapping[str, Any], refunded: int) -> list[tuple[str, int | None]]:
     """(dispute id, money withdrawn) of a charge's chargebacks, in id order, never more in
     total than what refunds left; None: the whole charge, whose amount is not known yet."""
@@ -407,6 +414,19 @@ class _Charges:
             if key != cid:
                 self.by_key.setdefault(key, []).append((cid, charge))
         self._refunded: dict[str, int] = {}
+        self._quiet: dict[str, bool] = {}
+
+    def quiet(self, key: str) -> bool:
+        """No charge of payment key `key` refunded or disputed: a reward all of whose
+        payments are quiet has targets of 0 (what _targets computes then)."""
+        found = self._quiet.get(key)
+        if found is None:
+            found = self._quiet[key] = all(
+                not charge["disputes"]
+                and (_never_refunded(charge) or self.refunded(cid, charge) == 0)
+                for cid, charge in self.of(key)
+            )
+        return found
 
     def of(self, key: str) -> list[tuple[str, dict[str, Any]]]:
         """Charges whose id or payment intent is `key`, by charge id."""
@@ -467,11 +487,18 @@ def _targets(state: State, entry: Mapping[str, Any], index: _Charges) -> tuple[i
 def _settle(state: State, cause: Mapping[str, Any] | None) -> list[Correction]:
     """Bring every reward up to its targets. Idempotent: settling twice emits nothing."""
     out: list[Correction] = []
+    if not state["rewards"]:
+        return out  # nothing to settle (and no charge index to build)
     index = _Charges(state)
     for reward_id in sorted(state["rewards"]):
         entry = state["rewards"][reward_id]
-        refund_target, dispute_targets = _targets(state, entry, index)
         clawed = entry["clawed"]
+        if _untouched(entry) and all(map(index.quiet, _payments_of(state, entry["ref"]))):
+            # None of its payments is refunded or disputed, so its targets are 0 (what
+            # _targets returns then), and it has nothing clawed: no move.
+            _check_entry(entry)
+            continue
+        refund_target, dispute_targets = _targets(state, entry, index)
         moves: list[tuple[str, str | None, int]] = [
             ("refund", None, refund_target - clawed["refund"])
         ]
@@ -486,6 +513,17 @@ def _settle(state: State, cause: Mapping[str, Any] | None) -> list[Correction]:
             out.append(_record(state, entry, reason, dispute_id, delta, cause or {}, index))
         _check_entry(entry)
     return out
+
+
+def _untouched(entry: Mapping[str, Any]) -> bool:
+    """A reward with nothing clawed and a positive payment amount: when none of its
+    payments is refunded or disputed its targets are 0, so settling it moves nothing."""
+    clawed = entry["clawed"]
+    return (
+        entry["ref"]["payment_amount_minor"] > 0
+        and clawed["refund"] == 0
+        and not any(clawed["disputes"].values())
+    )
 
 
 def _record(

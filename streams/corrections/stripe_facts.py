@@ -34,6 +34,8 @@ _VOID_REFUND_STATUSES = frozenset({"failed", "canceled"})
 
 def _id(value: Any) -> str | None:
     """A Stripe reference: an id string, or an expanded object carrying `id`."""
+    if type(value) is str:  # the usual case, before the costlier ABC check
+        return value or None
     if isinstance(value, Mapping):
         value = value.get("id")
     return value if isinstance(value, str) and value else None

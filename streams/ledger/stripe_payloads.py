@@ -44,7 +44,8 @@ class _Obj:
     """Typed access to one JSON object; every error names the full field path."""
 
     def __init__(self, data: Any, path: str) -> None:
-        if not isinstance(data, Mapping):
+        # type() first: a JSON object is a dict, and an ABC isinstance check costs more.
+        if type(data) is not dict and not isinstance(data, Mapping):
             raise ParseError(f"{path}: expected an object, got {type(data).__name__}")
         self.data = data
         self.path = path
@@ -63,6 +64,8 @@ class _Obj:
         value = self.data.get(key)
         if value is None:
             return None
+        if type(value) is str:  # the usual case, before the costlier ABC check
+            return value
         if isinstance(value, Mapping):
             inner = value.get("id")
             if isinstance(inner, str) and inner:
